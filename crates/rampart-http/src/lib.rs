@@ -1,0 +1,176 @@
+//! rampart's request pipeline as tower layers, one per stage of DESIGN.md §1, plus the
+//! pure pieces they use (path normalization, routing, forwarded-header parsing) and the
+//! one mapping from refusals to RFC 9457 problem responses.
+//!
+//! Guards against: ambiguous paths reaching the upstream, spoofed identity and forwarding
+//! headers, hop-by-hop header smuggling, Host poisoning, oversized headers and bodies,
+//! responses leaking server internals. Trusts: the peer address hyper reports, the
+//! `server.trusted_proxies` list, and the validated configuration.
+//!
+//! Every layer has the tower-http shape: `FooLayer` holds settings, `Foo` does the check
+//! in `call`, and its future either answers now (a refusal) or waits for the inner service.
+//! A Rust service can embed any of them directly:
+//!
+//! ```
+//! use rampart_http::{HostLayer, RequestIdLayer};
+//! use tower_layer::Layer;
+//! # fn wrap<S>(svc: S) -> impl Sized {
+//! let svc = RequestIdLayer::new(vec![]).layer(HostLayer::new(vec!["api.example.com".into()]).layer(svc));
+//! # svc }
+//! ```
+
+pub mod body;
+pub mod forwarded;
+mod layers;
+pub mod metrics;
+pub mod path;
+pub mod problem;
+pub mod router;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http::header::HeaderName;
+
+pub use body::{BodyLimitTripped, BoxError, LimitedBody, RespBody, empty, full};
+pub use layers::*;
+pub use metrics::GatewayMetrics;
+pub use problem::Reject;
+pub use router::{Params, Route, RouteOutcome, Router};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_RAMPART_SUBJECT: HeaderName = HeaderName::from_static("x-rampart-subject");
+pub const X_RAMPART_TENANT: HeaderName = HeaderName::from_static("x-rampart-tenant");
+pub const X_RAMPART_SCOPES: HeaderName = HeaderName::from_static("x-rampart-scopes");
+pub const X_RAMPART_AUTH: HeaderName = HeaderName::from_static("x-rampart-auth");
+
+/// Facts about the connection a request arrived on, inserted by the listener.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: Option<TlsInfo>,
+}
+
+/// What the TLS handshake established.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    pub alpn: Option<Vec<u8>>,
+    /// The client's certificate chain (leaf first, DER) when it presented one that
+    /// verified against `server.tls.client_ca`. Unverified certificates never get here.
+    pub peer_certificates: Option<Arc<Vec<Bytes>>>,
+}
+
+/// Flags the HTTP/1 listener read from the raw request target, which `http::Uri` would
+/// otherwise hide (it drops a `#fragment` silently).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawTarget {
+    pub had_fragment: bool,
+}
+
+/// The request id, kept from a trusted proxy or minted here.
+#[derive(Debug, Clone)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn new(v: HeaderValue) -> Self {
+        Self(v)
+    }
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("")
+    }
+    pub fn header_value(&self) -> HeaderValue {
+        self.0.clone()
+    }
+}
+
+/// The client as the gateway trusts it: the peer, or the first untrusted hop of
+/// `X-Forwarded-For` when the peer is a trusted proxy.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    pub ip: IpAddr,
+    /// The immediate TCP peer.
+    pub peer: IpAddr,
+    pub peer_trusted: bool,
+    /// The scheme the client used (TLS here, or `X-Forwarded-Proto` from a trusted proxy).
+    pub https: bool,
+}
+
+/// The one route match of this request, shared by every later stage.
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    pub route: Arc<Route>,
+    pub params: Params,
+}
+
+/// Allow or deny, as metrics and the access log record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// Inserted into every response: why it ended as it did.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub decision: Decision,
+    pub reason: &'static str,
+}
+
+/// Inserted into responses once a route matched, for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct RouteId(pub Arc<str>);
+
+/// The authenticated caller. Anonymous on public routes.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `none` for anonymous access, otherwise the mode that authenticated the caller.
+    pub method: &'static str,
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Proof that the authorization stage let this request through. Only this crate can
+/// make one, and the forwarding stage takes [`Authorized`] requests only: a stack that
+/// skips authorization does not compile.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    identity: Identity,
+    route: Arc<Route>,
+}
+
+impl Permit {
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    pub fn route(&self) -> &Arc<Route> {
+        &self.route
+    }
+}
+
+/// A request that carries its [`Permit`].
+#[derive(Debug)]
+pub struct Authorized<B> {
+    pub permit: Permit,
+    pub request: http::Request<B>,
+}
+
+/// Whether `ip` is inside one of the trusted proxy networks (IPv4-mapped IPv6
+/// addresses are compared as IPv4).
+pub fn is_trusted(proxies: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    proxies.iter().any(|n| n.contains(&ip))
+}

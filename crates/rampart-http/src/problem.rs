@@ -1,0 +1,254 @@
+//! The one place where a refusal becomes an HTTP response: RFC 9457 problem documents
+//! (`application/problem+json`) with a stable `type`, the status, a fixed `detail` chosen
+//! here (never echoing client input, secrets or internal addresses) and the `request_id`.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use crate::body::{RespBody, full};
+use crate::path::PathError;
+use crate::{Decision, Outcome, RequestId};
+
+/// Every way the gateway refuses or fails a request. The variant decides the status code,
+/// the problem type and the reason code that metrics and the access log carry.
+#[derive(Debug, Clone)]
+pub enum Reject {
+    /// Host header missing, duplicated, malformed or not in `server.trusted_hosts`.
+    BadHost,
+    /// Host header and request-target authority disagree.
+    HostMismatch,
+    /// The path is ambiguous (see [`PathError`]).
+    Path(PathError),
+    /// `#fragment` in the request target on a route that does not allow it.
+    Fragment,
+    /// `;` path parameter on a route that does not allow it.
+    PathParam,
+    /// `*` where a template segment is expected, on a route that does not allow it.
+    Wildcard,
+    /// Request target is not origin-form (or an absolute-form the gateway refuses).
+    BadTarget,
+    NotFound,
+    MethodNotAllowed(Vec<Method>),
+    /// Request header section larger than `server.max_header_bytes`.
+    HeadersTooLarge,
+    /// Body larger than the route's limit.
+    PayloadTooLarge,
+    /// No authentication mode accepted the request.
+    Unauthenticated,
+    /// Upstream could not be reached (connect error, reset before a response).
+    BadGateway,
+    /// The request did not complete within `server.request_timeout_ms`.
+    GatewayTimeout,
+    /// The gateway is draining or over capacity.
+    Unavailable,
+    /// A bug: logged with the request id, answered with a bare 500.
+    Internal,
+}
+
+impl Reject {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadHost
+            | Self::HostMismatch
+            | Self::Path(_)
+            | Self::Fragment
+            | Self::PathParam
+            | Self::Wildcard
+            | Self::BadTarget => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable reason, also the last segment of the problem `type`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadHost => "host_not_allowed",
+            Self::HostMismatch => "host_mismatch",
+            Self::Path(e) => e.code(),
+            Self::Fragment => "path_fragment",
+            Self::PathParam => "path_parameter",
+            Self::Wildcard => "path_wildcard",
+            Self::BadTarget => "bad_request_target",
+            Self::NotFound => "route_not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unauthenticated => "unauthenticated",
+            Self::BadGateway => "upstream_unavailable",
+            Self::GatewayTimeout => "request_timeout",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::BadHost | Self::HostMismatch => "Host not allowed",
+            Self::Path(_) | Self::Fragment | Self::PathParam | Self::Wildcard => {
+                "Ambiguous request path"
+            }
+            Self::BadTarget => "Bad request target",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed(_) => "Method not allowed",
+            Self::HeadersTooLarge => "Request headers too large",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::Unauthenticated => "Authentication required",
+            Self::BadGateway => "Bad gateway",
+            Self::GatewayTimeout => "Gateway timeout",
+            Self::Unavailable => "Service unavailable",
+            Self::Internal => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::BadHost => "The Host header is missing, malformed or not served here.".into(),
+            Self::HostMismatch => "The Host header and the request target disagree.".into(),
+            Self::Path(e) => format!("{e}."),
+            Self::Fragment => "The request target contains a '#' fragment.".into(),
+            Self::PathParam => "The request path contains a ';' path parameter.".into(),
+            Self::Wildcard => "The request path has '*' where a name is expected.".into(),
+            Self::BadTarget => "The request target form is not accepted.".into(),
+            Self::NotFound => "No route matches this path.".into(),
+            Self::MethodNotAllowed(_) => "This route does not accept this method.".into(),
+            Self::HeadersTooLarge => "The request header section exceeds the limit.".into(),
+            Self::PayloadTooLarge => "The request body exceeds this route's limit.".into(),
+            Self::Unauthenticated => "This route requires authentication.".into(),
+            Self::BadGateway => "The upstream service could not be reached.".into(),
+            Self::GatewayTimeout => "The request did not complete in time.".into(),
+            Self::Unavailable => "The gateway is not accepting requests right now.".into(),
+            Self::Internal => "An internal error occurred.".into(),
+        }
+    }
+
+    /// Builds the response. `request_id` comes from the request's extensions.
+    pub fn into_response(self, request_id: Option<&RequestId>) -> Response<RespBody> {
+        let status = self.status();
+        if matches!(self, Self::Internal) {
+            tracing::error!(request_id = request_id.map(RequestId::as_str), "internal error");
+        }
+        let mut body = String::with_capacity(256);
+        body.push_str("{\"type\":\"https://rampart.dev/problems/");
+        body.push_str(self.code());
+        body.push_str("\",\"title\":");
+        push_json_str(&mut body, self.title());
+        let _ = write!(body, ",\"status\":{}", status.as_u16());
+        body.push_str(",\"detail\":");
+        push_json_str(&mut body, &self.detail());
+        body.push_str(",\"code\":");
+        push_json_str(&mut body, self.code());
+        body.push_str(",\"request_id\":");
+        match request_id {
+            Some(id) => push_json_str(&mut body, id.as_str()),
+            None => body.push_str("null"),
+        }
+        body.push('}');
+        let mut resp = Response::new(full(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match &self {
+            Self::MethodNotAllowed(methods) => {
+                let allow = methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&allow) {
+                    h.insert(header::ALLOW, v);
+                }
+            }
+            Self::Unauthenticated => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"rampart\""),
+                );
+            }
+            Self::BadHost
+            | Self::HostMismatch
+            | Self::Path(_)
+            | Self::BadTarget
+            | Self::HeadersTooLarge
+            | Self::PayloadTooLarge => {
+                // The connection may hold unread or hostile bytes: do not reuse it.
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        if let Some(id) = request_id {
+            h.insert(crate::X_REQUEST_ID, id.header_value());
+        }
+        resp.extensions_mut().insert(Outcome {
+            decision: Decision::Deny,
+            reason: self.code(),
+        });
+        resp
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn problem_document_shape() {
+        let id = RequestId::new(HeaderValue::from_static("abc-123"));
+        let resp = Reject::MethodNotAllowed(vec![Method::GET, Method::HEAD])
+            .into_response(Some(&id));
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "GET, HEAD");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], 405);
+        assert_eq!(v["request_id"], "abc-123");
+        assert!(v["type"].as_str().unwrap().ends_with("method_not_allowed"));
+        assert!(v["title"].is_string() && v["detail"].is_string());
+    }
+
+    #[test]
+    fn json_escaping() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\n\u{1}");
+        assert_eq!(s, r#""a\"b\\c\n\u0001""#);
+    }
+}

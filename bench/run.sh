@@ -163,7 +163,7 @@ start_upstream() {
     render "$here/upstream-nginx.conf.in" "$prefix/nginx.conf" "$prefix"
     taskset -c "$PROXY_CPU" nginx -p "$prefix" -c "$prefix/nginx.conf" >"$out/upstream.log" 2>&1 &
   else
-    taskset -c "$PROXY_CPU" "$bin" echo --listen "127.0.0.1:$port_upstream" >"$out/upstream.log" 2>&1 &
+    taskset -c "$PROXY_CPU" "$bin" echo --fixed --listen "127.0.0.1:$port_upstream" >"$out/upstream.log" 2>&1 &
   fi
   pid_of[upstream]=$!
   pids+=("$!")

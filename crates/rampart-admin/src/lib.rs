@@ -1,1 +1,344 @@
+//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`.
+//!
+//! Guards against: a load balancer keeping a draining or degraded gateway in rotation
+//! (`/healthz` turns 503 on any `warn` reason), operators guessing which build runs
+//! (`/version`, `rampart_build_info`). Trusts: the admin address is reachable only by
+//! operators (it defaults to loopback; the `/admin/*` API of later issues adds auth).
 
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rampart_http::GatewayMetrics;
+use rampart_http::metrics::{gauge, header as metric_header, label};
+use rampart_http::problem::push_json_str;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Severity of a health reason: `warn` makes `/healthz` answer 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Warn,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warn => "warn",
+        }
+    }
+}
+
+/// One reason in `/healthz`. `code` is a fixed identifier (also the metric label).
+#[derive(Debug, Clone)]
+pub struct Reason {
+    pub code: String,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// What `/healthz` reports: reasons derived from the configuration (replaced on every
+/// reload) plus the draining flag.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+    reasons: RwLock<Vec<Reason>>,
+}
+
+impl Health {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+    pub fn set_reasons(&self, reasons: Vec<Reason>) {
+        if let Ok(mut r) = self.reasons.write() {
+            *r = reasons;
+        }
+    }
+    /// Current reasons, draining first.
+    pub fn reasons(&self) -> Vec<Reason> {
+        let mut out = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            out.push(Reason {
+                code: "draining".into(),
+                severity: Severity::Warn,
+                message: "shutting down: finishing in-flight requests, refusing new connections"
+                    .into(),
+            });
+        }
+        if let Ok(r) = self.reasons.read() {
+            out.extend(r.iter().cloned());
+        }
+        out
+    }
+}
+
+/// Baked in at build time by the binary's build script.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub commit: &'static str,
+    pub branch: &'static str,
+    pub build_time: &'static str,
+}
+
+/// Everything the admin endpoints read.
+#[derive(Debug)]
+pub struct AdminState {
+    pub metrics: Arc<GatewayMetrics>,
+    pub health: Arc<Health>,
+    pub build: BuildInfo,
+}
+
+type AdminResp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> AdminResp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn problem(status: StatusCode, code: &str, detail: &str) -> AdminResp {
+    let mut b = String::new();
+    b.push_str("{\"type\":\"https://rampart.dev/problems/");
+    b.push_str(code);
+    b.push_str("\",\"title\":");
+    push_json_str(&mut b, status.canonical_reason().unwrap_or(""));
+    let _ = write!(b, ",\"status\":{},\"detail\":", status.as_u16());
+    push_json_str(&mut b, detail);
+    b.push_str(",\"request_id\":null}");
+    respond(status, "application/problem+json", b)
+}
+
+/// Answers one admin request.
+pub fn handle<B>(state: &AdminState, req: &Request<B>) -> AdminResp {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Admin endpoints accept GET and HEAD.",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/live" => respond(
+            StatusCode::OK,
+            "application/json",
+            "{\"status\":\"alive\"}".into(),
+        ),
+        "/healthz" => healthz(state),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics_text(state),
+        ),
+        "/version" => {
+            let b = &state.build;
+            let mut s = String::from("{\"version\":");
+            push_json_str(&mut s, b.version);
+            s.push_str(",\"commit\":");
+            push_json_str(&mut s, b.commit);
+            s.push_str(",\"branch\":");
+            push_json_str(&mut s, b.branch);
+            s.push_str(",\"build_time\":");
+            push_json_str(&mut s, b.build_time);
+            s.push('}');
+            respond(StatusCode::OK, "application/json", s)
+        }
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such admin endpoint.",
+        ),
+    }
+}
+
+fn healthz(state: &AdminState) -> AdminResp {
+    let reasons = state.health.reasons();
+    let warn = reasons.iter().any(|r| r.severity == Severity::Warn);
+    let mut s = String::from("{\"status\":");
+    s.push_str(if warn { "\"degraded\"" } else { "\"ok\"" });
+    s.push_str(",\"reasons\":[");
+    for (i, r) in reasons.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"reason\":");
+        push_json_str(&mut s, &r.code);
+        s.push_str(",\"severity\":");
+        push_json_str(&mut s, r.severity.as_str());
+        s.push_str(",\"message\":");
+        push_json_str(&mut s, &r.message);
+        s.push('}');
+    }
+    s.push_str("]}");
+    let status = if warn {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    respond(status, "application/json", s)
+}
+
+/// The Prometheus text exposition of the gateway and admin metrics.
+pub fn metrics_text(state: &AdminState) -> String {
+    let mut out = String::with_capacity(8192);
+    state.metrics.encode(&mut out);
+    let reasons = state.health.reasons();
+    let healthy = !reasons.iter().any(|r| r.severity == Severity::Warn);
+    gauge(
+        &mut out,
+        "health_overall",
+        "1 when /healthz reports no warn reason, else 0.",
+        i64::from(healthy),
+    );
+    metric_header(
+        &mut out,
+        "health_reason",
+        "gauge",
+        "Current /healthz reasons (value 1), by reason code and severity.",
+    );
+    for r in &reasons {
+        out.push_str("health_reason{reason=");
+        label(&mut out, &r.code);
+        out.push_str(",severity=");
+        label(&mut out, r.severity.as_str());
+        out.push_str("} 1\n");
+    }
+    metric_header(
+        &mut out,
+        "rampart_build_info",
+        "gauge",
+        "Build of the running binary (value 1).",
+    );
+    let b = &state.build;
+    out.push_str("rampart_build_info{version=");
+    label(&mut out, b.version);
+    out.push_str(",commit=");
+    label(&mut out, b.commit);
+    out.push_str(",branch=");
+    label(&mut out, b.branch);
+    out.push_str("} 1\n");
+    out
+}
+
+/// Serves the admin endpoints (HTTP/1.1) until `shutdown` turns true. The admin listener
+/// keeps answering during a drain so that `/healthz` can report it.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let r = handle(&state, &req);
+                std::future::ready(Ok::<_, Infallible>(r))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .max_buf_size(16 * 1024)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn state() -> AdminState {
+        AdminState {
+            metrics: GatewayMetrics::new(),
+            health: Health::new(),
+            build: BuildInfo {
+                version: "0.1.0",
+                commit: "abc",
+                branch: "main",
+                build_time: "2026-01-01T00:00:00Z",
+            },
+        }
+    }
+
+    fn get(path: &str) -> Request<()> {
+        Request::builder().uri(path).body(()).unwrap()
+    }
+
+    #[test]
+    fn healthz_turns_503_on_warn() {
+        let s = state();
+        assert_eq!(handle(&s, &get("/healthz")).status(), 200);
+        s.health.set_reasons(vec![Reason {
+            code: "profile_dev".into(),
+            severity: Severity::Info,
+            message: "dev".into(),
+        }]);
+        assert_eq!(handle(&s, &get("/healthz")).status(), 200);
+        s.health.set_draining();
+        assert_eq!(handle(&s, &get("/healthz")).status(), 503);
+        let m = metrics_text(&s);
+        assert!(m.contains("health_overall 0"));
+        assert!(m.contains("health_reason{reason=\"draining\",severity=\"warn\"} 1"));
+        assert!(
+            m.contains("rampart_build_info{version=\"0.1.0\",commit=\"abc\",branch=\"main\"} 1")
+        );
+    }
+
+    #[test]
+    fn unknown_and_methods() {
+        let s = state();
+        assert_eq!(handle(&s, &get("/nope")).status(), 404);
+        let post = Request::builder()
+            .method("POST")
+            .uri("/live")
+            .body(())
+            .unwrap();
+        assert_eq!(handle(&s, &post).status(), 405);
+        assert_eq!(handle(&s, &get("/live")).status(), 200);
+        assert_eq!(handle(&s, &get("/version")).status(), 200);
+    }
+}

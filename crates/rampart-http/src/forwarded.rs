@@ -63,7 +63,7 @@ pub fn client_ip<'a>(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -75,7 +75,9 @@ mod tests {
         v.iter().map(|s| s.parse().unwrap()).collect()
     }
     fn hv(v: &[&str]) -> Vec<HeaderValue> {
-        v.iter().map(|s| HeaderValue::from_str(s).unwrap()).collect()
+        v.iter()
+            .map(|s| HeaderValue::from_str(s).unwrap())
+            .collect()
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub const X_RAMPART_AUTH: HeaderName = HeaderName::from_static("x-rampart-auth")
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub tls: Option<TlsInfo>,
+    pub tls: Option<Arc<TlsInfo>>,
 }
 
 /// What the TLS handshake established.

@@ -96,10 +96,10 @@ impl GatewayMetrics {
 
     /// Stats slot for a route id (created on first use, kept across reloads).
     pub fn route_stats(&self, id: &Arc<str>) -> Arc<RouteStats> {
-        if let Ok(map) = self.routes.read() {
-            if let Some(s) = map.get(id) {
-                return Arc::clone(s);
-            }
+        if let Ok(map) = self.routes.read()
+            && let Some(s) = map.get(id)
+        {
+            return Arc::clone(s);
         }
         let Ok(mut map) = self.routes.write() else {
             return Arc::clone(&self.unmatched);
@@ -128,7 +128,11 @@ impl GatewayMetrics {
         let routes: Vec<(Arc<str>, Arc<RouteStats>)> = self
             .routes
             .read()
-            .map(|m| m.iter().map(|(k, v)| (Arc::clone(k), Arc::clone(v))).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (Arc::clone(k), Arc::clone(v)))
+                    .collect()
+            })
             .unwrap_or_default();
         let all = routes
             .iter()
@@ -274,7 +278,7 @@ pub fn label(out: &mut String, v: &str) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -288,9 +292,15 @@ mod tests {
         m.upstream_error("app", "connect");
         let mut out = String::new();
         m.encode(&mut out);
-        assert!(out.contains(r#"rampart_requests_total{route="r\"1",status="200",decision="allow"} 1"#));
-        assert!(out.contains(r#"rampart_requests_total{route="r\"1",status="404",decision="deny"} 1"#));
-        assert!(out.contains(r#"rampart_request_duration_seconds_bucket{route="r\"1",le="0.001"} 1"#));
+        assert!(
+            out.contains(r#"rampart_requests_total{route="r\"1",status="200",decision="allow"} 1"#)
+        );
+        assert!(
+            out.contains(r#"rampart_requests_total{route="r\"1",status="404",decision="deny"} 1"#)
+        );
+        assert!(
+            out.contains(r#"rampart_request_duration_seconds_bucket{route="r\"1",le="0.001"} 1"#)
+        );
         assert!(out.contains(r#"rampart_request_duration_seconds_count{route="r\"1"} 2"#));
         assert!(out.contains(r#"rampart_upstream_errors_total{upstream="app",kind="connect"} 1"#));
     }

@@ -210,7 +210,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     if !trailing_slash && !out.ends_with(b"/") && ends_with_dot_segment(bytes) {
         out.push(b'/');
     }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| PathError::NotUtf8)
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| PathError::NotUtf8)
 }
 
 fn ends_with_dot_segment(bytes: &[u8]) -> bool {
@@ -260,7 +262,14 @@ mod tests {
 
     #[test]
     fn keeps_normal_paths_borrowed() {
-        for p in ["/", "/a", "/a/b/", "/api/v1/x.json", "/a.b/..c/d..", "/~user/-_."] {
+        for p in [
+            "/",
+            "/a",
+            "/a/b/",
+            "/api/v1/x.json",
+            "/a.b/..c/d..",
+            "/~user/-_.",
+        ] {
             assert!(matches!(normalize(p), Ok(Cow::Borrowed(_))), "{p}");
             assert_eq!(n(p).unwrap(), p);
         }

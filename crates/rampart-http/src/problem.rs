@@ -136,7 +136,10 @@ impl Reject {
     pub fn into_response(self, request_id: Option<&RequestId>) -> Response<RespBody> {
         let status = self.status();
         if matches!(self, Self::Internal) {
-            tracing::error!(request_id = request_id.map(RequestId::as_str), "internal error");
+            tracing::error!(
+                request_id = request_id.map(RequestId::as_str),
+                "internal error"
+            );
         }
         let mut body = String::with_capacity(256);
         body.push_str("{\"type\":\"https://rampart.dev/problems/");
@@ -221,7 +224,7 @@ pub fn push_json_str(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
@@ -229,14 +232,11 @@ mod tests {
     #[tokio::test]
     async fn problem_document_shape() {
         let id = RequestId::new(HeaderValue::from_static("abc-123"));
-        let resp = Reject::MethodNotAllowed(vec![Method::GET, Method::HEAD])
-            .into_response(Some(&id));
+        let resp =
+            Reject::MethodNotAllowed(vec![Method::GET, Method::HEAD]).into_response(Some(&id));
         assert_eq!(resp.status(), 405);
         assert_eq!(resp.headers()["allow"], "GET, HEAD");
-        assert_eq!(
-            resp.headers()["content-type"],
-            "application/problem+json"
-        );
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], 405);

@@ -82,10 +82,12 @@ pub struct Router {
 fn compile_template(path: &str) -> Vec<Seg> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| match s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-            Some(name) => Seg::Param(name.to_owned()),
-            None => Seg::Lit(s.to_owned()),
-        })
+        .map(
+            |s| match s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+                Some(name) => Seg::Param(name.to_owned()),
+                None => Seg::Lit(s.to_owned()),
+            },
+        )
         .collect()
 }
 
@@ -112,9 +114,7 @@ impl Router {
             })
             .collect();
         // Most specific first; stable sort keeps file order among equals.
-        compiled.sort_by(|a, b| {
-            (b.segs.len(), b.literal_count).cmp(&(a.segs.len(), a.literal_count))
-        });
+        compiled.sort_by_key(|r| std::cmp::Reverse((r.segs.len(), r.literal_count)));
         Self { routes: compiled }
     }
 
@@ -165,10 +165,10 @@ fn matches_prefix(segs: &[Seg], path: &str) -> bool {
     let mut it = path_segments(path);
     for s in segs {
         let Some(p) = it.next() else { return false };
-        if let Seg::Lit(l) = s {
-            if l != p {
-                return false;
-            }
+        if let Seg::Lit(l) = s
+            && l != p
+        {
+            return false;
         }
     }
     true
@@ -225,12 +225,15 @@ mod tests {
 
     #[test]
     fn most_specific_wins_and_never_falls_back_on_method() {
-        let r = Router::new(&[
-            route("root", "/", &["GET"]),
-            route("admin", "/api/admin", &["POST"]),
-            route("api", "/api", &["GET"]),
-            route("tj", "/tenants/{tenant}/jobs", &["GET"]),
-        ], &GatewayMetrics::default());
+        let r = Router::new(
+            &[
+                route("root", "/", &["GET"]),
+                route("admin", "/api/admin", &["POST"]),
+                route("api", "/api", &["GET"]),
+                route("tj", "/tenants/{tenant}/jobs", &["GET"]),
+            ],
+            &GatewayMetrics::default(),
+        );
         assert_eq!(id(r.route("/api/x", &Method::GET)), "api");
         assert_eq!(id(r.route("/api/admin", &Method::POST)), "admin");
         assert_eq!(
@@ -250,7 +253,10 @@ mod tests {
 
     #[test]
     fn same_template_routes_share_methods() {
-        let r = Router::new(&[route("a", "/x", &["GET"]), route("b", "/x", &["POST"])], &GatewayMetrics::default());
+        let r = Router::new(
+            &[route("a", "/x", &["GET"]), route("b", "/x", &["POST"])],
+            &GatewayMetrics::default(),
+        );
         assert_eq!(id(r.route("/x", &Method::POST)), "b");
         assert_eq!(id(r.route("/x", &Method::GET)), "a");
         assert_eq!(id(r.route("/x", &Method::DELETE)), "405 [GET, HEAD, POST]");
@@ -258,7 +264,10 @@ mod tests {
 
     #[test]
     fn literal_beats_param_at_same_depth() {
-        let r = Router::new(&[route("p", "/t/{id}", &[]), route("l", "/t/me", &[])], &GatewayMetrics::default());
+        let r = Router::new(
+            &[route("p", "/t/{id}", &[]), route("l", "/t/me", &[])],
+            &GatewayMetrics::default(),
+        );
         assert_eq!(id(r.route("/t/me", &Method::GET)), "l");
         assert_eq!(id(r.route("/t/you", &Method::GET)), "p");
     }

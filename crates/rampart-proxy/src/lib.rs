@@ -1,1 +1,193 @@
+//! The gateway process: the pipeline of `rampart-http` stages assembled from a validated
+//! [`Config`], the forwarding stage, the public listener (TCP, TLS, mTLS; HTTP/1.1 and
+//! HTTP/2), hot reload and graceful drain.
+//!
+//! Guards against: connection floods (hard cap, excess connections closed at once), slow
+//! clients (TLS-handshake and header-read timeouts), half-applied reloads (a new pipeline
+//! is built completely, then swapped atomically; an invalid config never replaces a
+//! running one), requests cut off by a shutdown (drain waits for in-flight requests).
+//! Trusts: the validated configuration, the operating system's accept queue.
 
+mod forward;
+mod listener;
+pub mod sniff;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rampart_config::Config;
+use rampart_http::{
+    AccessLog, AccessLogLayer, AccessSink, BodyLimit, BodyLimitLayer, ClientAddrLayer,
+    ClientAddrStage, Gate, GateLayer, GatewayMetrics, HostCheck, HostLayer, RequestIdLayer,
+    RequestIdStage, RouteLayer, RouteStage, Router, Sanitize, SanitizeLayer, SecurityHeaders,
+    SecurityHeadersLayer, StageService, Timeout, TimeoutLayer,
+};
+use tower_layer::Layer;
+
+pub use forward::{Forward, Upstream, UpstreamClient};
+pub use listener::{ListenerSettings, serve};
+
+/// The full pipeline, outermost stage first (DESIGN.md §1).
+pub type Pipeline = AccessLog<
+    StageService<
+        SecurityHeaders,
+        StageService<
+            Sanitize,
+            StageService<
+                RequestIdStage,
+                Timeout<
+                    StageService<
+                        HostCheck,
+                        StageService<
+                            RouteStage,
+                            StageService<ClientAddrStage, Gate<BodyLimit<Forward>>>,
+                        >,
+                    >,
+                >,
+            >,
+        >,
+    >,
+>;
+
+/// Identity headers that only a trusted proxy may send, from `auth.*` (they are
+/// stripped from everyone else before any stage reads them).
+fn identity_headers(cfg: &Config) -> Vec<String> {
+    cfg.later.identity_header_names()
+}
+
+/// Builds the pipeline for `cfg`. Pure apart from allocating: safe to call for a reload
+/// candidate while the old pipeline keeps serving.
+pub fn build_pipeline(
+    cfg: &Config,
+    metrics: &Arc<GatewayMetrics>,
+    sink: Option<Arc<dyn AccessSink>>,
+    client: &UpstreamClient,
+) -> Pipeline {
+    let s = &cfg.server;
+    let upstreams: BTreeMap<String, Upstream> = cfg
+        .upstreams
+        .iter()
+        .filter_map(|(name, u)| Upstream::from_config(u).map(|u| (name.clone(), u)))
+        .collect();
+    let router = Arc::new(Router::new(&cfg.routes, metrics));
+    let forward = Forward::new(client.clone(), Arc::new(upstreams), Arc::clone(metrics));
+    let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
+    let svc = GateLayer::new(cfg.later.anonymous_allowed()).layer(svc);
+    let svc = ClientAddrLayer::new(s.trusted_proxies.clone()).layer(svc);
+    let svc = RouteLayer::new(router).layer(svc);
+    let svc = HostLayer::new(s.trusted_hosts.clone()).layer(svc);
+    let svc = TimeoutLayer::new(s.request_timeout).layer(svc);
+    let svc = RequestIdLayer::new(vec![]).layer(svc);
+    let svc = SanitizeLayer::new(
+        s.max_header_bytes,
+        s.trusted_proxies.clone(),
+        identity_headers(cfg),
+    )
+    .layer(svc);
+    let svc =
+        SecurityHeadersLayer::new((&cfg.headers).into(), s.trusted_proxies.clone()).layer(svc);
+    let sink = if s.access_log { sink } else { None };
+    AccessLogLayer::new(Arc::clone(metrics), sink).layer(svc)
+}
+
+/// What a running gateway swaps on reload.
+pub struct Gateway {
+    pipeline: ArcSwap<Pipeline>,
+    tls: ArcSwap<Option<tokio_rustls::TlsAcceptor>>,
+    config: ArcSwap<Config>,
+    metrics: Arc<GatewayMetrics>,
+    sink: Option<Arc<dyn AccessSink>>,
+    client: UpstreamClient,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// Why a configuration could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+impl Gateway {
+    pub fn new(
+        cfg: Config,
+        metrics: Arc<GatewayMetrics>,
+        sink: Option<Arc<dyn AccessSink>>,
+    ) -> Result<Arc<Self>, ApplyError> {
+        let client =
+            UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout);
+        let tls = match &cfg.server.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
+            None => None,
+        };
+        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client);
+        Ok(Arc::new(Self {
+            pipeline: ArcSwap::from_pointee(pipeline),
+            tls: ArcSwap::from_pointee(tls),
+            config: ArcSwap::from_pointee(cfg),
+            metrics,
+            sink,
+            client,
+        }))
+    }
+
+    pub fn metrics(&self) -> &Arc<GatewayMetrics> {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Applies a validated configuration: builds everything first, then swaps. Settings
+    /// bound to the listening socket (addresses, TLS on/off, connection cap, header
+    /// limits) need a restart; they are reported, not applied.
+    pub fn apply(&self, cfg: Config) -> Result<Vec<String>, ApplyError> {
+        let old = self.config.load();
+        let mut restart_needed = Vec::new();
+        let (o, n) = (&old.server, &cfg.server);
+        if o.listen != n.listen {
+            restart_needed.push("server.listen".to_owned());
+        }
+        if o.admin_listen != n.admin_listen {
+            restart_needed.push("server.admin_listen".to_owned());
+        }
+        if o.tls.is_some() != n.tls.is_some() {
+            restart_needed.push("server.tls (enabling or disabling)".to_owned());
+        }
+        if o.max_connections != n.max_connections {
+            restart_needed.push("server.max_connections".to_owned());
+        }
+        if o.header_read_timeout != n.header_read_timeout {
+            restart_needed.push("server.header_read_timeout_ms".to_owned());
+        }
+        let tls = match &cfg.server.tls {
+            Some(t) if old.server.tls.is_some() => Some(Some(tokio_rustls::TlsAcceptor::from(
+                tls::server_config(t)?,
+            ))),
+            _ => None,
+        };
+        let pipeline = build_pipeline(&cfg, &self.metrics, self.sink.clone(), &self.client);
+        self.pipeline.store(Arc::new(pipeline));
+        if let Some(t) = tls {
+            self.tls.store(Arc::new(t));
+        }
+        self.config.store(Arc::new(cfg));
+        Ok(restart_needed)
+    }
+
+    pub(crate) fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.load_full()
+    }
+
+    pub(crate) fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.load().as_ref().clone()
+    }
+}

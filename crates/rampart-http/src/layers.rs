@@ -1,0 +1,1353 @@
+//! The pipeline stages of DESIGN.md §1 as tower layers.
+//!
+//! Most stages are a synchronous check on the request head plus, optionally, a touch on
+//! the response head: they implement [`Stage`] and become a layer through [`StageLayer`],
+//! whose future is a two-state enum (answered now / waiting for the inner service), so
+//! stacking them costs no allocation. Stages that need time ([`AccessLog`], [`Timeout`])
+//! or change the request type ([`Gate`], [`BodyLimit`]) are written out in full.
+//!
+//! Services are cheap to clone (settings live behind an `Arc`) and never fail: every
+//! error is already a response, so the error type is [`Infallible`].
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::{BodyLimitTripped, LimitedBody, RespBody};
+use crate::metrics::GatewayMetrics;
+use crate::problem::{Reject, push_json_str};
+use crate::router::{RouteOutcome, Router};
+use crate::{
+    Authorized, ClientAddr, ConnInfo, Decision, Identity, Outcome, Permit, RawTarget, RequestId,
+    RouteMatch, X_REQUEST_ID, is_trusted,
+};
+
+/// Response of every stage.
+pub type Resp = Response<RespBody>;
+
+// ---------------------------------------------------------------------------------------
+// Generic stage plumbing
+// ---------------------------------------------------------------------------------------
+
+/// A pipeline stage that decides on the request head and may touch the response head.
+pub trait Stage: Send + Sync + 'static {
+    /// Carried from the request to the response.
+    type State: Send + 'static;
+    /// Checks (and may rewrite) the request. An `Err` answers the request now.
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<Self::State, Reject>;
+    /// Touches the response of the inner service (or of a refusal by an inner stage).
+    fn on_response(&self, _state: Self::State, _resp: &mut Resp) {}
+}
+
+/// Turns a [`Stage`] into a tower [`Layer`].
+#[derive(Debug)]
+pub struct StageLayer<T> {
+    stage: Arc<T>,
+}
+
+impl<T> Clone for StageLayer<T> {
+    fn clone(&self) -> Self {
+        Self {
+            stage: Arc::clone(&self.stage),
+        }
+    }
+}
+
+impl<T: Stage> StageLayer<T> {
+    pub fn from_stage(stage: T) -> Self {
+        Self {
+            stage: Arc::new(stage),
+        }
+    }
+}
+
+impl<T, S> Layer<S> for StageLayer<T> {
+    type Service = StageService<T, S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        StageService {
+            stage: Arc::clone(&self.stage),
+            inner,
+        }
+    }
+}
+
+/// The service a [`StageLayer`] makes.
+#[derive(Debug)]
+pub struct StageService<T, S> {
+    stage: Arc<T>,
+    inner: S,
+}
+
+impl<T, S: Clone> Clone for StageService<T, S> {
+    fn clone(&self) -> Self {
+        Self {
+            stage: Arc::clone(&self.stage),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T, S, B> Service<Request<B>> for StageService<T, S>
+where
+    T: Stage,
+    S: Service<Request<B>, Response = Resp, Error = Infallible>,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = StageFuture<T, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match self.stage.on_request(&mut req) {
+            Ok(state) => StageFuture::Inner {
+                fut: self.inner.call(req),
+                stage: Arc::clone(&self.stage),
+                state: Some(state),
+            },
+            Err(reject) => StageFuture::Now {
+                resp: Some(reject.into_response(req.extensions().get::<RequestId>())),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future of a [`StageService`].
+    #[project = StageFutureProj]
+    pub enum StageFuture<T: Stage, F> {
+        Now { resp: Option<Resp> },
+        Inner { #[pin] fut: F, stage: Arc<T>, state: Option<T::State> },
+    }
+}
+
+impl<T, F> Future for StageFuture<T, F>
+where
+    T: Stage,
+    F: Future<Output = Result<Resp, Infallible>>,
+{
+    type Output = Result<Resp, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            StageFutureProj::Now { resp } => match resp.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Ready(Ok(Reject::Internal.into_response(None))),
+            },
+            StageFutureProj::Inner { fut, stage, state } => {
+                let Ok(mut resp) = std::task::ready!(fut.poll(cx));
+                if let Some(s) = state.take() {
+                    stage.on_response(s, &mut resp);
+                }
+                Poll::Ready(Ok(resp))
+            }
+        }
+    }
+}
+
+fn peer_of<B>(req: &Request<B>) -> Option<&ConnInfo> {
+    req.extensions().get::<ConnInfo>()
+}
+
+// ---------------------------------------------------------------------------------------
+// Header names
+// ---------------------------------------------------------------------------------------
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies still see.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that say something about the client or the route to it. They are honoured only
+/// from a trusted proxy and stripped from every other request.
+pub const SPOOFABLE: [&str; 9] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "forwarded",
+    "x-real-ip",
+    "x-request-id",
+    "x-auth-request-user",
+    "x-ssl-client-subject",
+];
+
+/// Headers a client may never remove by naming them in `Connection`: rampart reads or
+/// adds them.
+const PROTECTED: [&str; 14] = [
+    "host",
+    "content-length",
+    "content-type",
+    "authorization",
+    "x-api-key",
+    "signature",
+    "signature-input",
+    "content-digest",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-request-id",
+    "cookie",
+];
+
+/// Compares a header name with `target` treating `_` and `.` as `-` (names are already
+/// lower-case in `http`).
+fn canon_eq(name: &[u8], target: &[u8]) -> bool {
+    name.len() == target.len()
+        && name
+            .iter()
+            .zip(target)
+            .all(|(a, b)| canon_byte(*a) == b.to_ascii_lowercase())
+}
+
+fn canon_byte(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// `x-rampart-` under any spelling: `X_Rampart_Subject`, `x.rampart.tenant`, …
+pub fn is_rampart_header(name: &[u8]) -> bool {
+    const P: &[u8] = b"x-rampart-";
+    name.len() >= P.len() && name.iter().zip(P).all(|(a, b)| canon_byte(*a) == *b)
+}
+
+// ---------------------------------------------------------------------------------------
+// Sanitize: header size cap, hop-by-hop, spoofable and x-rampart-* headers
+// ---------------------------------------------------------------------------------------
+
+/// Caps the header section and removes every header a client must not control.
+#[derive(Debug)]
+pub struct Sanitize {
+    max_header_bytes: usize,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Extra identity headers (from `auth.*`) treated like [`SPOOFABLE`].
+    extra_spoofable: Vec<String>,
+}
+
+pub type SanitizeLayer = StageLayer<Sanitize>;
+
+impl StageLayer<Sanitize> {
+    pub fn new(
+        max_header_bytes: usize,
+        trusted_proxies: Vec<ipnet::IpNet>,
+        extra_spoofable: Vec<String>,
+    ) -> Self {
+        Self::from_stage(Sanitize {
+            max_header_bytes,
+            trusted_proxies,
+            extra_spoofable: extra_spoofable
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
+        })
+    }
+}
+
+impl Sanitize {
+    fn is_spoofable(&self, name: &[u8]) -> bool {
+        SPOOFABLE.iter().any(|s| canon_eq(name, s.as_bytes()))
+            || self
+                .extra_spoofable
+                .iter()
+                .any(|s| canon_eq(name, s.as_bytes()))
+    }
+}
+
+/// Removes hop-by-hop headers and the headers named in `Connection`, except `protected`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, protected: &[&str]) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            for tok in s.split(',') {
+                let tok = tok.trim();
+                if tok.is_empty() || protected.iter().any(|p| p.eq_ignore_ascii_case(tok)) {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(tok.as_bytes()) {
+                    named.push(n);
+                }
+            }
+        }
+    }
+    for n in named {
+        headers.remove(n);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+impl Stage for Sanitize {
+    type State = ();
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<(), Reject> {
+        let headers = req.headers();
+        let mut size = 0usize;
+        let mut strip: Vec<HeaderName> = Vec::new();
+        let trusted = peer_of(req)
+            .map(|c| is_trusted(&self.trusted_proxies, c.peer.ip()))
+            .unwrap_or(false);
+        for (name, value) in headers {
+            size = size.saturating_add(name.as_str().len() + value.len() + 4);
+            let n = name.as_str().as_bytes();
+            if is_rampart_header(n) {
+                strip.push(name.clone());
+            } else if self.is_spoofable(n) {
+                // The canonical spelling from a trusted proxy is honoured; an alias
+                // spelling is ambiguous (some servers fold `_` into `-`), so it never is.
+                let canonical = !n.iter().any(|b| *b == b'_' || *b == b'.');
+                if !(trusted && canonical) {
+                    strip.push(name.clone());
+                }
+            }
+        }
+        if size > self.max_header_bytes {
+            return Err(Reject::HeadersTooLarge);
+        }
+        let headers = req.headers_mut();
+        for n in strip {
+            headers.remove(n);
+        }
+        if headers.contains_key(header::CONNECTION)
+            || HOP_BY_HOP.iter().any(|h| headers.contains_key(*h))
+        {
+            strip_hop_by_hop(headers, &PROTECTED);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Request id
+// ---------------------------------------------------------------------------------------
+
+/// Keeps a well-formed `x-request-id` (only a trusted proxy's survives [`Sanitize`]) or
+/// mints one; echoes it on the response.
+#[derive(Debug, Default)]
+pub struct RequestIdStage;
+
+pub type RequestIdLayer = StageLayer<RequestIdStage>;
+
+impl StageLayer<RequestIdStage> {
+    /// The argument is reserved for an id header other than `x-request-id`; pass `vec![]`.
+    pub fn new(_reserved: Vec<String>) -> Self {
+        Self::from_stage(RequestIdStage)
+    }
+}
+
+/// Upper bound on a kept request id.
+const MAX_REQUEST_ID: usize = 128;
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_REQUEST_ID
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+}
+
+/// 128 random bits as 32 lower-case hex digits.
+pub fn mint_request_id() -> HeaderValue {
+    let v: u128 = rand::random();
+    let mut s = String::with_capacity(32);
+    let _ = write!(s, "{v:032x}");
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+}
+
+impl Stage for RequestIdStage {
+    type State = HeaderValue;
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<HeaderValue, Reject> {
+        let id = match req.headers().get(X_REQUEST_ID) {
+            Some(v)
+                if valid_request_id(v)
+                    && req.headers().get_all(X_REQUEST_ID).iter().count() == 1 =>
+            {
+                v.clone()
+            }
+            _ => mint_request_id(),
+        };
+        req.headers_mut().insert(X_REQUEST_ID, id.clone());
+        req.extensions_mut().insert(RequestId::new(id.clone()));
+        Ok(id)
+    }
+
+    fn on_response(&self, id: HeaderValue, resp: &mut Resp) {
+        resp.headers_mut().insert(X_REQUEST_ID, id);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host allowlist
+// ---------------------------------------------------------------------------------------
+
+/// Refuses a request whose Host is missing, duplicated, malformed, disagrees with the
+/// request-target authority, or is not in `server.trusted_hosts`.
+#[derive(Debug)]
+pub struct HostCheck {
+    exact: Vec<String>,
+    /// `*.example.com` stored as `.example.com`.
+    wildcard: Vec<String>,
+}
+
+pub type HostLayer = StageLayer<HostCheck>;
+
+impl StageLayer<HostCheck> {
+    /// An empty list allows any well-formed host (the `dev` profile only).
+    pub fn new(trusted_hosts: Vec<String>) -> Self {
+        let mut exact = Vec::new();
+        let mut wildcard = Vec::new();
+        for h in trusted_hosts {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix('*') {
+                Some(rest) if rest.starts_with('.') => wildcard.push(rest.to_owned()),
+                _ => exact.push(h),
+            }
+        }
+        Self::from_stage(HostCheck { exact, wildcard })
+    }
+}
+
+/// Splits `host[:port]` / `[v6][:port]` and returns the host, lower-case comparable.
+/// `None` when malformed.
+pub fn host_of(authority: &str) -> Option<&str> {
+    if authority.is_empty() || authority.len() > 255 {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = rest.get(..end)?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        let after = rest.get(end + 1..)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (authority.get(..end + 2)?, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    if host.starts_with('[') {
+        return Some(host);
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        || host.starts_with('.')
+        || host.contains("..")
+    {
+        return None;
+    }
+    Some(host)
+}
+
+impl HostCheck {
+    fn allowed(&self, host: &str) -> bool {
+        if self.exact.is_empty() && self.wildcard.is_empty() {
+            return true;
+        }
+        if self.exact.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return true;
+        }
+        self.wildcard.iter().any(|suffix| {
+            host.len() > suffix.len()
+                && host
+                    .get(host.len() - suffix.len()..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+                && host
+                    .get(..host.len() - suffix.len())
+                    .is_some_and(|label| !label.contains('.'))
+        })
+    }
+}
+
+impl Stage for HostCheck {
+    type State = ();
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<(), Reject> {
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let header_host = hosts.next();
+        if hosts.next().is_some() {
+            return Err(Reject::BadHost);
+        }
+        let header_host = match header_host {
+            Some(v) => Some(v.to_str().map_err(|_| Reject::BadHost)?),
+            None => None,
+        };
+        let authority = req.uri().authority().map(|a| a.as_str());
+        if req.method() == http::Method::CONNECT {
+            return Err(Reject::BadTarget);
+        }
+        let host = match (header_host, authority) {
+            (Some(h), Some(a)) => {
+                let (h, a) = (
+                    host_of(h).ok_or(Reject::BadHost)?,
+                    host_of(a).ok_or(Reject::BadHost)?,
+                );
+                if !h.eq_ignore_ascii_case(a) {
+                    return Err(Reject::HostMismatch);
+                }
+                h
+            }
+            (Some(h), None) => host_of(h).ok_or(Reject::BadHost)?,
+            (None, Some(a)) => host_of(a).ok_or(Reject::BadHost)?,
+            (None, None) => return Err(Reject::BadHost),
+        };
+        if !self.allowed(host) {
+            return Err(Reject::BadHost);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Path normalization + route match
+// ---------------------------------------------------------------------------------------
+
+/// Normalizes the path, matches the one route of this request, applies the route's
+/// target rules (`;`, `#`, `*`), rewrites the request to the normalized path and records
+/// the match in the request's extensions for every later stage.
+#[derive(Debug)]
+pub struct RouteStage {
+    router: Arc<Router>,
+}
+
+pub type RouteLayer = StageLayer<RouteStage>;
+
+impl StageLayer<RouteStage> {
+    pub fn new(router: Arc<Router>) -> Self {
+        Self::from_stage(RouteStage { router })
+    }
+}
+
+/// Put on responses once a route matched: the route, for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(pub Arc<crate::Route>);
+
+impl Stage for RouteStage {
+    type State = Arc<crate::Route>;
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<Self::State, Reject> {
+        let raw_path = req.uri().path();
+        if raw_path == "*" {
+            return Err(Reject::BadTarget);
+        }
+        let normalized = crate::path::normalize(raw_path).map_err(Reject::Path)?;
+        let (route, params) = match self.router.route(&normalized, req.method()) {
+            RouteOutcome::Matched(r, p) => (r, p),
+            RouteOutcome::NotFound => return Err(Reject::NotFound),
+            RouteOutcome::MethodNotAllowed(m) => return Err(Reject::MethodNotAllowed(m)),
+        };
+        let rc = &route.config;
+        if !rc.allow_path_params && normalized.contains(';') {
+            return Err(Reject::PathParam);
+        }
+        if !rc.allow_fragment
+            && req
+                .extensions()
+                .get::<RawTarget>()
+                .is_some_and(|t| t.had_fragment)
+        {
+            return Err(Reject::Fragment);
+        }
+        if !rc.allow_wildcard
+            && params
+                .iter()
+                .any(|(_, v)| v.contains('*') || v.to_ascii_lowercase().contains("%2a"))
+        {
+            return Err(Reject::Wildcard);
+        }
+        if let std::borrow::Cow::Owned(p) = normalized {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p,
+            };
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = Some(pq.parse().map_err(|_| Reject::BadTarget)?);
+            *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Reject::BadTarget)?;
+        }
+        req.extensions_mut().insert(RouteMatch {
+            route: Arc::clone(&route),
+            params,
+        });
+        Ok(route)
+    }
+
+    fn on_response(&self, route: Arc<crate::Route>, resp: &mut Resp) {
+        resp.extensions_mut().insert(MatchedRoute(route));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client address
+// ---------------------------------------------------------------------------------------
+
+/// Works out [`ClientAddr`]: the peer, or from a trusted proxy the first untrusted hop of
+/// `X-Forwarded-For`, and whether the client used TLS.
+#[derive(Debug)]
+pub struct ClientAddrStage {
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+pub type ClientAddrLayer = StageLayer<ClientAddrStage>;
+
+impl StageLayer<ClientAddrStage> {
+    pub fn new(trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+        Self::from_stage(ClientAddrStage { trusted_proxies })
+    }
+}
+
+/// Put on responses: the client address the gateway trusted, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// Whether the client reached us over TLS: here, or per a trusted proxy's
+/// `X-Forwarded-Proto` (its last value).
+pub fn client_https<B>(req: &Request<B>, trusted_proxies: &[ipnet::IpNet]) -> bool {
+    let Some(conn) = peer_of(req) else {
+        return false;
+    };
+    if conn.tls.is_some() {
+        return true;
+    }
+    if !is_trusted(trusted_proxies, conn.peer.ip()) {
+        return false;
+    }
+    req.headers()
+        .get_all("x-forwarded-proto")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.rsplit(',').next())
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("https"))
+}
+
+impl Stage for ClientAddrStage {
+    type State = IpAddr;
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<IpAddr, Reject> {
+        let Some(conn) = peer_of(req) else {
+            return Err(Reject::Internal);
+        };
+        let peer = conn.peer.ip().to_canonical();
+        let trusted = is_trusted(&self.trusted_proxies, peer);
+        let ip = if trusted {
+            crate::forwarded::client_ip(
+                peer,
+                req.headers().get_all("x-forwarded-for").iter(),
+                &self.trusted_proxies,
+            )
+        } else {
+            peer
+        };
+        let https = client_https(req, &self.trusted_proxies);
+        req.extensions_mut().insert(ClientAddr {
+            ip,
+            peer,
+            peer_trusted: trusted,
+            https,
+        });
+        Ok(ip)
+    }
+
+    fn on_response(&self, ip: IpAddr, resp: &mut Resp) {
+        resp.extensions_mut().insert(ClientIp(ip));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Security headers
+// ---------------------------------------------------------------------------------------
+
+/// Sets the security headers on every response (errors included) and removes `Server`
+/// and `X-Powered-By`. HSTS is sent only when the client reached us over TLS.
+#[derive(Debug)]
+pub struct SecurityHeaders {
+    always: Vec<(HeaderName, HeaderValue)>,
+    hsts: Option<HeaderValue>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+pub type SecurityHeadersLayer = StageLayer<SecurityHeaders>;
+
+/// The header values, already validated (e.g. from `[headers]`). `None` = not sent.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityHeaderValues {
+    pub content_security_policy: Option<String>,
+    pub strict_transport_security: Option<String>,
+    pub x_frame_options: Option<String>,
+    pub x_content_type_options: Option<String>,
+    pub referrer_policy: Option<String>,
+    pub permissions_policy: Option<String>,
+    pub cross_origin_opener_policy: Option<String>,
+}
+
+impl From<&rampart_config::HeadersConfig> for SecurityHeaderValues {
+    fn from(h: &rampart_config::HeadersConfig) -> Self {
+        Self {
+            content_security_policy: h.content_security_policy.clone(),
+            strict_transport_security: h.strict_transport_security.clone(),
+            x_frame_options: h.x_frame_options.clone(),
+            x_content_type_options: h.x_content_type_options.clone(),
+            referrer_policy: h.referrer_policy.clone(),
+            permissions_policy: h.permissions_policy.clone(),
+            cross_origin_opener_policy: h.cross_origin_opener_policy.clone(),
+        }
+    }
+}
+
+impl StageLayer<SecurityHeaders> {
+    pub fn new(values: SecurityHeaderValues, trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+        let mut always = Vec::new();
+        let mut push = |name: &'static str, v: &Option<String>| {
+            if let Some(v) = v.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                always.push((HeaderName::from_static(name), v));
+            }
+        };
+        push("content-security-policy", &values.content_security_policy);
+        push("x-frame-options", &values.x_frame_options);
+        push("x-content-type-options", &values.x_content_type_options);
+        push("referrer-policy", &values.referrer_policy);
+        push("permissions-policy", &values.permissions_policy);
+        push(
+            "cross-origin-opener-policy",
+            &values.cross_origin_opener_policy,
+        );
+        let hsts = values
+            .strict_transport_security
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok());
+        Self::from_stage(SecurityHeaders {
+            always,
+            hsts,
+            trusted_proxies,
+        })
+    }
+}
+
+impl Stage for SecurityHeaders {
+    type State = bool;
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<bool, Reject> {
+        Ok(client_https(req, &self.trusted_proxies))
+    }
+
+    fn on_response(&self, https: bool, resp: &mut Resp) {
+        apply_security_headers(self, https, resp.headers_mut());
+    }
+}
+
+fn apply_security_headers(s: &SecurityHeaders, https: bool, h: &mut HeaderMap) {
+    h.remove(header::SERVER);
+    h.remove("x-powered-by");
+    for (n, v) in &s.always {
+        h.insert(n.clone(), v.clone());
+    }
+    match (&s.hsts, https) {
+        (Some(v), true) => {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        }
+        _ => {
+            // Never pass on an upstream's HSTS over plain HTTP (RFC 6797 §7.2).
+            h.remove(header::STRICT_TRANSPORT_SECURITY);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Timeout
+// ---------------------------------------------------------------------------------------
+
+/// Answers 504 when the inner service has not produced a response head in time.
+#[derive(Debug, Clone)]
+pub struct TimeoutLayer {
+    timeout: Duration,
+}
+
+impl TimeoutLayer {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+    fn layer(&self, inner: S) -> Timeout<S> {
+        Timeout {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S, B> Service<Request<B>> for Timeout<S>
+where
+    S: Service<Request<B>, Response = Resp, Error = Infallible>,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = TimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let id = req.extensions().get::<RequestId>().cloned();
+        TimeoutFuture {
+            fut: self.inner.call(req),
+            sleep: tokio::time::sleep(self.timeout),
+            id,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct TimeoutFuture<F> {
+        #[pin]
+        fut: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        id: Option<RequestId>,
+    }
+}
+
+impl<F> Future for TimeoutFuture<F>
+where
+    F: Future<Output = Result<Resp, Infallible>>,
+{
+    type Output = Result<Resp, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(r) = this.fut.poll(cx) {
+            return Poll::Ready(r);
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => {
+                Poll::Ready(Ok(Reject::GatewayTimeout.into_response(this.id.as_ref())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gate (interim authentication: public routes or `auth.modes` containing "none")
+// ---------------------------------------------------------------------------------------
+
+/// The authentication stage of this build: a request passes when its route is `public`
+/// or anonymous access is configured, and becomes an [`Authorized`] request. Anything
+/// else is refused with 401. The authentication issues replace this layer; the
+/// forwarding stage accepts nothing but [`Authorized`] requests.
+#[derive(Debug, Clone)]
+pub struct GateLayer {
+    allow_anonymous: bool,
+}
+
+impl GateLayer {
+    pub fn new(allow_anonymous: bool) -> Self {
+        Self { allow_anonymous }
+    }
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            inner,
+            allow_anonymous: self.allow_anonymous,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Gate<S> {
+    inner: S,
+    allow_anonymous: bool,
+}
+
+impl<S, B> Service<Request<B>> for Gate<S>
+where
+    S: Service<Authorized<B>, Response = Resp, Error = Infallible>,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = StageFuture<NoStage, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let reject = |r: Reject, req: &Request<B>| StageFuture::Now {
+            resp: Some(r.into_response(req.extensions().get::<RequestId>())),
+        };
+        let Some(m) = req.extensions().get::<RouteMatch>() else {
+            return reject(Reject::Internal, &req);
+        };
+        if !(m.route.config.public || self.allow_anonymous) {
+            return reject(Reject::Unauthenticated, &req);
+        }
+        let permit = Permit {
+            identity: Identity {
+                method: "none",
+                subject: None,
+                tenant: None,
+                scopes: Vec::new(),
+            },
+            route: Arc::clone(&m.route),
+        };
+        StageFuture::Inner {
+            fut: self.inner.call(Authorized {
+                permit,
+                request: req,
+            }),
+            stage: Arc::new(NoStage),
+            state: None,
+        }
+    }
+}
+
+/// A stage that does nothing, for services that reuse [`StageFuture`].
+#[derive(Debug, Default)]
+pub struct NoStage;
+
+impl Stage for NoStage {
+    type State = ();
+    fn on_request<B>(&self, _req: &mut Request<B>) -> Result<(), Reject> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Body limit
+// ---------------------------------------------------------------------------------------
+
+/// Enforces the route's `max_body_bytes` (or the server default): 413 at once when
+/// `Content-Length` says too much, and for streamed bodies a [`LimitedBody`] that fails
+/// before the upstream sees a byte past the limit.
+#[derive(Debug, Clone)]
+pub struct BodyLimitLayer {
+    default_limit: u64,
+}
+
+impl BodyLimitLayer {
+    pub fn new(default_limit: u64) -> Self {
+        Self { default_limit }
+    }
+}
+
+impl<S> Layer<S> for BodyLimitLayer {
+    type Service = BodyLimit<S>;
+    fn layer(&self, inner: S) -> BodyLimit<S> {
+        BodyLimit {
+            inner,
+            default_limit: self.default_limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BodyLimit<S> {
+    inner: S,
+    default_limit: u64,
+}
+
+impl<S, B> Service<Authorized<B>> for BodyLimit<S>
+where
+    S: Service<Authorized<LimitedBody<B>>, Response = Resp, Error = Infallible>,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = StageFuture<NoStage, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, a: Authorized<B>) -> Self::Future {
+        let limit = a
+            .permit
+            .route()
+            .config
+            .max_body_bytes
+            .unwrap_or(self.default_limit);
+        let declared = a
+            .request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return StageFuture::Now {
+                resp: Some(
+                    Reject::PayloadTooLarge
+                        .into_response(a.request.extensions().get::<RequestId>()),
+                ),
+            };
+        }
+        let tripped = BodyLimitTripped::default();
+        let (mut parts, body) = a.request.into_parts();
+        parts.extensions.insert(tripped.clone());
+        let request = Request::from_parts(parts, LimitedBody::new(body, limit, tripped));
+        StageFuture::Inner {
+            fut: self.inner.call(Authorized {
+                permit: a.permit,
+                request,
+            }),
+            stage: Arc::new(NoStage),
+            state: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Access log + metrics
+// ---------------------------------------------------------------------------------------
+
+/// Where access-log lines go. Implementations must not block (drop lines instead).
+pub trait AccessSink: Send + Sync + 'static {
+    /// One complete JSON line, ending in `\n`.
+    fn write_line(&self, line: &str);
+}
+
+/// Outermost layer: records every request's metrics and writes one JSON access-log line,
+/// whatever the outcome. The line holds no header values, no query string and no body.
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    metrics: Arc<GatewayMetrics>,
+    sink: Option<Arc<dyn AccessSink>>,
+}
+
+impl std::fmt::Debug for AccessLogLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLogLayer").finish_non_exhaustive()
+    }
+}
+
+impl AccessLogLayer {
+    pub fn new(metrics: Arc<GatewayMetrics>, sink: Option<Arc<dyn AccessSink>>) -> Self {
+        Self { metrics, sink }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AccessLog<S> {
+    inner: S,
+    layer: AccessLogLayer,
+}
+
+/// What the access log keeps of the request until the response arrives.
+#[derive(Debug)]
+pub struct RequestFacts {
+    method: http::Method,
+    path: String,
+    version: http::Version,
+}
+
+impl<S, B> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<B>, Response = Resp, Error = Infallible>,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = AccessLogFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let facts = self.layer.sink.as_ref().map(|_| {
+            let p = req.uri().path();
+            let p = match p.char_indices().nth(MAX_LOGGED_PATH) {
+                Some((i, _)) => p.get(..i).unwrap_or(""),
+                None => p,
+            };
+            RequestFacts {
+                method: req.method().clone(),
+                path: p.to_owned(),
+                version: req.version(),
+            }
+        });
+        AccessLogFuture {
+            fut: self.inner.call(req),
+            start: Instant::now(),
+            facts,
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+const MAX_LOGGED_PATH: usize = 512;
+
+pin_project_lite::pin_project! {
+    pub struct AccessLogFuture<F> {
+        #[pin]
+        fut: F,
+        start: Instant,
+        facts: Option<RequestFacts>,
+        layer: AccessLogLayer,
+    }
+}
+
+impl<F> Future for AccessLogFuture<F>
+where
+    F: Future<Output = Result<Resp, Infallible>>,
+{
+    type Output = Result<Resp, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(resp) = std::task::ready!(this.fut.poll(cx));
+        let elapsed = this.start.elapsed();
+        let status = resp.status().as_u16();
+        let outcome = resp
+            .extensions()
+            .get::<Outcome>()
+            .copied()
+            .unwrap_or(Outcome {
+                decision: Decision::Allow,
+                reason: "forwarded",
+            });
+        let route = resp.extensions().get::<MatchedRoute>();
+        let stats = route
+            .map(|r| &r.0.stats)
+            .unwrap_or_else(|| this.layer.metrics.unmatched());
+        stats.record(status, outcome.decision, elapsed);
+        if let (Some(sink), Some(facts)) = (&this.layer.sink, this.facts.take()) {
+            let line = access_line(&facts, &resp, status, outcome, elapsed);
+            sink.write_line(&line);
+        }
+        Poll::Ready(Ok(resp))
+    }
+}
+
+fn access_line(
+    facts: &RequestFacts,
+    resp: &Resp,
+    status: u16,
+    outcome: Outcome,
+    elapsed: Duration,
+) -> String {
+    let mut s = String::with_capacity(320);
+    s.push_str("{\"ts\":\"");
+    push_rfc3339(&mut s, SystemTime::now());
+    s.push_str("\",\"kind\":\"access\",\"request_id\":");
+    match resp
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) => push_json_str(&mut s, id),
+        None => s.push_str("null"),
+    }
+    s.push_str(",\"client_ip\":");
+    match resp.extensions().get::<ClientIp>() {
+        Some(ip) => {
+            let _ = write!(s, "\"{}\"", ip.0);
+        }
+        None => s.push_str("null"),
+    }
+    s.push_str(",\"method\":");
+    push_json_str(&mut s, facts.method.as_str());
+    s.push_str(",\"path\":");
+    push_json_str(&mut s, &facts.path);
+    let _ = write!(s, ",\"http\":\"{:?}\"", facts.version);
+    s.push_str(",\"route\":");
+    match resp.extensions().get::<MatchedRoute>() {
+        Some(r) => push_json_str(&mut s, &r.0.id),
+        None => s.push_str("null"),
+    }
+    let _ = write!(
+        s,
+        ",\"status\":{status},\"decision\":\"{}\",\"reason\":\"{}\",\"latency_us\":{}}}",
+        outcome.decision.as_str(),
+        outcome.reason,
+        elapsed.as_micros()
+    );
+    s.push('\n');
+    s
+}
+
+/// Appends `t` as RFC 3339 UTC with microseconds.
+pub fn push_rfc3339(out: &mut String, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = if month <= 2 { y + 1 } else { y };
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_micros()
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rampart_header_aliases() {
+        for n in [
+            "x-rampart-subject",
+            "x_rampart_subject",
+            "x.rampart.tenant",
+            "x-rampart_scopes",
+        ] {
+            assert!(is_rampart_header(n.as_bytes()), "{n}");
+        }
+        for n in [
+            "x-rampart",
+            "x-ramparts-a",
+            "rampart-subject",
+            "x-forwarded-for",
+        ] {
+            assert!(!is_rampart_header(n.as_bytes()), "{n}");
+        }
+        assert!(canon_eq(b"x_forwarded_for", b"x-forwarded-for"));
+        assert!(canon_eq(b"x.forwarded.for", b"x-forwarded-for"));
+        assert!(!canon_eq(b"x-forwarded-fo", b"x-forwarded-for"));
+    }
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_of("API.example.com:443"), Some("API.example.com"));
+        assert_eq!(host_of("example.com."), Some("example.com"));
+        assert_eq!(host_of("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_of("[::1]"), Some("[::1]"));
+        assert_eq!(host_of("127.0.0.1:80"), Some("127.0.0.1"));
+        for bad in [
+            "",
+            "a b",
+            "a:",
+            "a:99999999",
+            "[::1",
+            "[zz]",
+            "a..b",
+            ".a",
+            "a/b",
+            "a@b",
+        ] {
+            assert_eq!(host_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_allowlist() {
+        let l = HostLayer::new(vec!["api.example.com".into(), "*.apps.example.com".into()]);
+        let c = &l.stage;
+        assert!(c.allowed("api.example.com"));
+        assert!(c.allowed("API.EXAMPLE.COM"));
+        assert!(c.allowed("x.apps.example.com"));
+        assert!(!c.allowed("apps.example.com"));
+        assert!(!c.allowed("a.b.apps.example.com"));
+        assert!(!c.allowed("evil.com"));
+        assert!(!c.allowed("api.example.com.evil.com"));
+    }
+
+    #[test]
+    fn rfc3339() {
+        let mut s = String::new();
+        push_rfc3339(&mut s, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        assert_eq!(s, "2023-11-14T22:13:20.000000Z");
+        s.clear();
+        push_rfc3339(&mut s, UNIX_EPOCH + Duration::from_secs(951_782_400));
+        assert_eq!(s, "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn hop_by_hop_keeps_protected() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret, host, x-forwarded-for"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("host", HeaderValue::from_static("a"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        strip_hop_by_hop(&mut h, &PROTECTED);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("host").is_some());
+        assert!(h.get("x-forwarded-for").is_some());
+    }
+
+    #[test]
+    fn minted_ids_are_hex_and_distinct() {
+        let a = mint_request_id();
+        let b = mint_request_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(valid_request_id(&a));
+        assert!(!valid_request_id(&HeaderValue::from_static("a b")));
+    }
+}

@@ -1,0 +1,278 @@
+//! The forwarding stage: sends an [`Authorized`] request to its route's upstream with the
+//! spoofable headers replaced by what the gateway established, and streams the response
+//! back. Bodies are streamed both ways; nothing is buffered whole.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rampart_http::body::{BodyLimitTripped, BoxError, RespBody};
+use rampart_http::{
+    Authorized, ClientAddr, GatewayMetrics, Reject, RequestId, Resp, X_RAMPART_AUTH,
+    X_RAMPART_SCOPES, X_RAMPART_SUBJECT, X_RAMPART_TENANT, strip_hop_by_hop,
+};
+use tower_service::Service;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// The shared upstream connection pool (one per process; keeps connections across
+/// configuration reloads).
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    client: Client<Connector, RespBody>,
+}
+
+impl UpstreamClient {
+    /// `connect_timeout` bounds TCP connect; idle pooled connections close after `idle`.
+    pub fn new(connect_timeout: Duration, idle: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_provider_and_native_roots(Arc::clone(&provider)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no native root certificates: https upstreams will fail to verify");
+                let cfg = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|b| {
+                        b.with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    });
+                match cfg {
+                    Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
+                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                    ),
+                }
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self { client }
+    }
+}
+
+/// Where a configured upstream lives: scheme and authority, plus an optional path prefix.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+}
+
+impl Upstream {
+    pub fn from_config(u: &rampart_config::UpstreamConfig) -> Option<Self> {
+        let scheme = u.url.scheme()?.clone();
+        let authority = u.url.authority()?.clone();
+        let prefix = u.url.path().trim_end_matches('/').to_owned();
+        Some(Self {
+            name: Arc::from(u.name.as_str()),
+            scheme,
+            authority,
+            prefix,
+        })
+    }
+
+    fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        let pq = if self.prefix.is_empty() {
+            path_and_query.to_owned()
+        } else {
+            format!("{}{}", self.prefix, path_and_query)
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+    }
+}
+
+/// The innermost service.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    client: UpstreamClient,
+    upstreams: Arc<BTreeMap<String, Upstream>>,
+    metrics: Arc<GatewayMetrics>,
+}
+
+impl Forward {
+    pub fn new(
+        client: UpstreamClient,
+        upstreams: Arc<BTreeMap<String, Upstream>>,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Self {
+        Self {
+            client,
+            upstreams,
+            metrics,
+        }
+    }
+}
+
+static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+impl<B> Service<Authorized<B>> for Forward
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Resp;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, a: Authorized<B>) -> Self::Future {
+        let Authorized { permit, request } = a;
+        let (mut parts, body) = request.into_parts();
+        let request_id = parts.extensions.remove::<RequestId>();
+        let tripped = parts.extensions.remove::<BodyLimitTripped>();
+        let route = permit.route();
+        let Some(upstream) = self.upstreams.get(&route.config.upstream).cloned() else {
+            return Box::pin(std::future::ready(Ok(
+                Reject::Internal.into_response(request_id.as_ref())
+            )));
+        };
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri = match upstream.uri_for(pq) {
+            Ok(u) => u,
+            Err(_) => {
+                return Box::pin(std::future::ready(Ok(
+                    Reject::BadTarget.into_response(request_id.as_ref())
+                )));
+            }
+        };
+        // The host the client asked for, for X-Forwarded-Host.
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let client = parts.extensions.get::<ClientAddr>().cloned();
+        let h = &mut parts.headers;
+        h.remove(header::HOST);
+        if let Some(c) = &client {
+            let peer = c.peer.to_string();
+            // From a trusted proxy the chain is extended; otherwise it starts here
+            // (an untrusted peer's X-Forwarded-* never got past Sanitize).
+            let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
+                Some(prev) if c.peer_trusted => format!("{prev}, {peer}"),
+                _ => peer,
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                h.insert(XFF.clone(), v);
+            }
+            if !(c.peer_trusted && h.contains_key(&XFP)) {
+                h.insert(
+                    XFP.clone(),
+                    HeaderValue::from_static(if c.https { "https" } else { "http" }),
+                );
+            }
+            if !(c.peer_trusted && h.contains_key(&XFH))
+                && let Some(v) = client_host
+            {
+                h.insert(XFH.clone(), v);
+            }
+        }
+        let id = permit.identity();
+        if let Ok(v) = HeaderValue::from_str(id.method) {
+            h.insert(X_RAMPART_AUTH, v);
+        }
+        if let Some(v) = id
+            .subject
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            h.insert(X_RAMPART_SUBJECT, v);
+        }
+        if let Some(v) = id
+            .tenant
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            h.insert(X_RAMPART_TENANT, v);
+        }
+        if !id.scopes.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&id.scopes.join(" "))
+        {
+            h.insert(X_RAMPART_SCOPES, v);
+        }
+        let mut out = Request::new(body.map_err(Into::into).boxed_unsync());
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = parts.headers;
+
+        let fut = self.client.client.request(out);
+        let metrics = Arc::clone(&self.metrics);
+        Box::pin(async move {
+            match fut.await {
+                Ok(resp) => {
+                    let (mut parts, body) = resp.into_parts();
+                    strip_hop_by_hop(&mut parts.headers, &[]);
+                    let body: RespBody = body.map_err(Into::into).boxed_unsync();
+                    let mut resp = http::Response::from_parts(parts, body);
+                    resp.extensions_mut().clear();
+                    Ok(resp)
+                }
+                Err(e) => {
+                    if tripped.as_ref().is_some_and(BodyLimitTripped::is_set) {
+                        return Ok(Reject::PayloadTooLarge.into_response(request_id.as_ref()));
+                    }
+                    let kind = if e.is_connect() { "connect" } else { "request" };
+                    metrics.upstream_error(&upstream.name, kind);
+                    tracing::warn!(
+                        upstream = &*upstream.name,
+                        kind,
+                        request_id = request_id.as_ref().map(RequestId::as_str),
+                        error = %error_chain(&e),
+                        "upstream request failed"
+                    );
+                    Ok(Reject::BadGateway.into_response(request_id.as_ref()))
+                }
+            }
+        })
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

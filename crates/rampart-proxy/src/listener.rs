@@ -1,0 +1,230 @@
+//! The public listener: accept with a hard connection cap, TLS handshake under a
+//! deadline, HTTP/1.1 or HTTP/2 (ALPN or h2c preface), header-read timeout, and a
+//! graceful drain that lets in-flight requests finish while new connections are refused.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rampart_config::ServerConfig;
+use rampart_http::{ConnInfo, GatewayMetrics, RawTarget, TlsInfo};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower_service::Service;
+
+use crate::Gateway;
+use crate::sniff::{Flags, Sniff};
+
+/// Listener limits, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub drain_timeout: Duration,
+}
+
+impl From<&ServerConfig> for ListenerSettings {
+    fn from(s: &ServerConfig) -> Self {
+        Self {
+            max_connections: s.max_connections,
+            header_read_timeout: s.header_read_timeout,
+            max_header_bytes: s.max_header_bytes,
+            drain_timeout: s.drain_timeout,
+        }
+    }
+}
+
+/// Keeps `connections_active` honest however a connection task ends.
+struct ConnGuard(Arc<GatewayMetrics>);
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    // hyper refuses a head larger than its read buffer with a bare 431; the buffer is a
+    // little larger than the configured cap so the gateway's own 431 (problem+json,
+    // security headers) answers the common case.
+    let buf = (s.max_header_bytes.saturating_add(4096)).max(8192);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(buf);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Serves until `shutdown` turns true, then drains: stops accepting, asks every
+/// connection to finish its in-flight requests and close, and waits up to
+/// `drain_timeout`. Returns the number of connections still open when it gave up.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    settings: ListenerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> usize {
+    let max = settings
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let slots = Arc::new(Semaphore::new(max));
+    let builder = Arc::new(builder(&settings));
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let metrics = Arc::clone(gw.metrics());
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+        let gw = Arc::clone(&gw);
+        let builder = Arc::clone(&builder);
+        let shutdown = shutdown.clone();
+        let hrt = settings.header_read_timeout;
+        let local = local.unwrap_or(peer);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _guard = ConnGuard(Arc::clone(&metrics));
+            let _ = stream.set_nodelay(true);
+            match gw.tls_acceptor() {
+                None => {
+                    let info = ConnInfo {
+                        peer,
+                        local,
+                        tls: None,
+                    };
+                    let flags = Flags::default();
+                    let io = TokioIo::new(Sniff::new(stream, flags.clone()));
+                    serve_conn(gw, &builder, io, info, flags, shutdown).await;
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(hrt, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            metrics
+                                .tls_handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            metrics
+                                .tls_handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    };
+                    let c = tls.get_ref().1;
+                    let info = TlsInfo {
+                        sni: c.server_name().map(str::to_owned),
+                        alpn: c.alpn_protocol().map(<[u8]>::to_vec),
+                        peer_certificates: c.peer_certificates().map(|certs| {
+                            Arc::new(
+                                certs
+                                    .iter()
+                                    .map(|d| Bytes::copy_from_slice(d.as_ref()))
+                                    .collect::<Vec<_>>(),
+                            )
+                        }),
+                    };
+                    let info = ConnInfo {
+                        peer,
+                        local,
+                        tls: Some(Arc::new(info)),
+                    };
+                    let flags = Flags::default();
+                    let io = TokioIo::new(Sniff::new(tls, flags.clone()));
+                    serve_conn(gw, &builder, io, info, flags, shutdown).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("draining: no new connections; waiting for in-flight requests");
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    match tokio::time::timeout(settings.drain_timeout, slots.acquire_many(all)).await {
+        Ok(_) => 0,
+        Err(_) => max.saturating_sub(slots.available_permits()),
+    }
+}
+
+async fn serve_conn<I>(
+    gw: Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    info: ConnInfo,
+    flags: Flags,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let svc = ConnService { gw, info, flags };
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        r = conn.as_mut() => { log_conn_end(r); return; }
+        _ = shutdown.changed() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    log_conn_end(conn.await);
+}
+
+fn log_conn_end(r: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "connection ended with error");
+    }
+}
+
+/// Per-connection hyper service: tags each request with the connection facts and hands
+/// it to the pipeline current at that moment (a reload affects the next request).
+struct ConnService {
+    gw: Arc<Gateway>,
+    info: ConnInfo,
+    flags: Flags,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for ConnService {
+    type Response = rampart_http::Resp;
+    type Error = std::convert::Infallible;
+    type Future = <crate::Pipeline as Service<http::Request<Incoming>>>::Future;
+
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.info.clone());
+        if req.version() <= http::Version::HTTP_11 && self.flags.next_had_fragment() {
+            req.extensions_mut().insert(RawTarget { had_fragment: true });
+        }
+        let mut p = (*self.gw.pipeline()).clone();
+        p.call(req)
+    }
+}

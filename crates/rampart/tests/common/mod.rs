@@ -1,0 +1,540 @@
+//! Test harness: a recording upstream, the real `rampart` binary started on free ports,
+//! and a raw HTTP/1.1 client that can send what well-behaved clients cannot.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body_bytes: u64,
+    pub body_complete: bool,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn has_header_like(&self, needle: &str) -> bool {
+        self.headers.iter().any(|(n, _)| {
+            n.to_ascii_lowercase()
+                .replace(['_', '.'], "-")
+                .contains(needle)
+        })
+    }
+}
+
+/// A recording upstream on 127.0.0.1 running on its own runtime thread.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Upstream {
+    pub fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let s2 = Arc::clone(&seen);
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = Arc::clone(&s2);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(req, Arc::clone(&seen)));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            seen,
+            _rt: rt,
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+    pub fn last(&self) -> Seen {
+        self.seen()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
+
+async fn handle(
+    req: http::Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    let idx = {
+        let mut s = seen.lock().unwrap();
+        s.push(Seen {
+            method: parts.method.to_string(),
+            target: parts.uri.to_string(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body_bytes: 0,
+            body_complete: false,
+        });
+        s.len() - 1
+    };
+    let mut complete = true;
+    while let Some(f) = body.frame().await {
+        match f {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    seen.lock().unwrap()[idx].body_bytes += d.len() as u64;
+                }
+            }
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    seen.lock().unwrap()[idx].body_complete = complete;
+    let path = parts.uri.path();
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut r = http::Response::new(Full::new(Bytes::from_static(b"{\"upstream\":true}")));
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("server", "upstream/1.0".parse().unwrap());
+    r.headers_mut()
+        .insert("x-powered-by", "php/5".parse().unwrap());
+    Ok(r)
+}
+
+/// A directory for test files whose ancestors are not group/world-writable (not /tmp).
+pub fn private_dir(name: &str) -> PathBuf {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-it");
+    std::fs::create_dir_all(&base).unwrap();
+    let d = base.join(format!("{name}-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&d).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish() % 1_000_000
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rampart")
+}
+
+/// The real binary, serving a config written to a private directory.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+/// A minimal valid dev config routing to `upstream`; `extra` is appended.
+pub fn base_config(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"profile = "dev"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+trusted_hosts = ["127.0.0.1", "localhost", "api.example.com"]
+max_header_bytes = 16384
+header_read_timeout_ms = 1000
+request_timeout_ms = 3000
+drain_timeout_ms = 10000
+
+[upstreams.app]
+url = "http://{upstream}"
+
+[upstreams.dead]
+url = "http://127.0.0.1:9"
+
+[[routes]]
+id = "status"
+path = "/status"
+methods = ["GET"]
+upstream = "app"
+public = true
+
+[[routes]]
+id = "echo"
+path = "/echo"
+upstream = "app"
+public = true
+max_body_bytes = 1024
+
+[[routes]]
+id = "slow"
+path = "/slow"
+upstream = "app"
+public = true
+
+[[routes]]
+id = "items"
+path = "/tenants/{{tenant}}/items"
+upstream = "app"
+public = true
+
+[[routes]]
+id = "params"
+path = "/matrix"
+upstream = "app"
+public = true
+allow_path_params = true
+
+[[routes]]
+id = "down"
+path = "/down"
+upstream = "dead"
+public = true
+
+[[routes]]
+id = "private"
+path = "/private"
+upstream = "app"
+{extra}"#
+    )
+}
+
+impl Gateway {
+    pub fn start(config: &str) -> Self {
+        Self::try_start(config).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    }
+
+    pub fn try_start(config: &str) -> Result<Self, String> {
+        let dir = private_dir("gw");
+        let path = dir.join("rampart.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn(dir, path)
+    }
+
+    pub fn spawn(dir: PathBuf, path: PathBuf) -> Result<Self, String> {
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("RAMPART_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stdout: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, Option<SocketAddr>)>();
+        {
+            let lines = Arc::clone(&stderr);
+            let err = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["fields"]["message"] == "listening"
+                    {
+                        let p = v["fields"]["public"].as_str().unwrap().parse().unwrap();
+                        let a = v["fields"]["admin"].as_str().and_then(|s| s.parse().ok());
+                        let _ = tx.send((p, a));
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        {
+            let lines = Arc::clone(&stdout);
+            let out = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok((addr, admin)) => Ok(Self {
+                child,
+                addr,
+                admin,
+                dir,
+                config: path,
+                stderr,
+                stdout,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                Err(stderr.lock().unwrap().join("\n"))
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        raw(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    pub fn admin_get(&self, path: &str) -> Resp {
+        raw(
+            self.admin.unwrap(),
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        )
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes and reads one response (until the connection closes or the framing
+/// says the body is complete).
+pub fn raw(addr: SocketAddr, request: &str) -> Resp {
+    raw_bytes(addr, request.as_bytes())
+}
+
+pub fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    read_response(&mut s).unwrap_or_else(|| panic!("no response"))
+}
+
+pub fn read_response(s: &mut TcpStream) -> Option<Resp> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end;
+    loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            head_end = i + 4;
+            break;
+        }
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for l in lines {
+        if let Some((n, v)) = l.split_once(':') {
+            headers
+                .entry(n.trim().to_ascii_lowercase())
+                .or_default()
+                .push(v.trim().to_owned());
+        }
+    }
+    let mut body = buf[head_end..].to_vec();
+    let cl = headers
+        .get("content-length")
+        .and_then(|v| v[0].parse::<usize>().ok());
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v[0].eq_ignore_ascii_case("chunked"));
+    loop {
+        if let Some(cl) = cl {
+            if body.len() >= cl {
+                body.truncate(cl);
+                break;
+            }
+        } else if chunked && let Some(b) = dechunk(&body) {
+            body = b;
+            break;
+        }
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&tmp[..n]),
+        }
+    }
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let i = find(b, b"\r\n")?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..i]).ok()?.split(';').next()?.trim(),
+            16,
+        )
+        .ok()?;
+        b = &b[i + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if b.len() < size + 2 {
+            return None;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+pub const SECURITY_HEADERS: [&str; 6] = [
+    "content-security-policy",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "permissions-policy",
+    "cross-origin-opener-policy",
+];
+
+pub fn assert_security_headers(r: &Resp) {
+    for h in SECURITY_HEADERS {
+        assert!(
+            r.header(h).is_some(),
+            "missing {h} on {} response: {:?}",
+            r.status,
+            r.headers
+        );
+    }
+    assert!(
+        r.header("server").is_none(),
+        "Server leaked: {:?}",
+        r.headers
+    );
+    assert!(r.header("x-powered-by").is_none(), "X-Powered-By leaked");
+    assert!(r.header("x-request-id").is_some(), "no x-request-id");
+}
+
+pub fn assert_problem(r: &Resp, status: u16) -> serde_json::Value {
+    assert_eq!(r.status, status, "body: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let v = r.json();
+    assert_eq!(v["status"], status);
+    assert!(v["type"].is_string() && v["title"].is_string() && v["detail"].is_string());
+    assert_eq!(v["request_id"].as_str(), r.header("x-request-id"));
+    assert_security_headers(r);
+    v
+}
+
+pub fn write_private(path: &Path, content: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}

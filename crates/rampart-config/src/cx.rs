@@ -90,7 +90,7 @@ impl<'e> Cx<'e> {
     }
 
     fn type_error(&mut self, item: &Item, key: &str, expected: &str) {
-        let hint = if item.at.file.starts_with("env:") && expected.starts_with("array") {
+        let hint = if item.at.file.starts_with("env:") && expected.contains("array") {
             "; write it as a TOML array, e.g. [\"a\", \"b\"]"
         } else {
             ""

@@ -46,9 +46,12 @@
 //! .unwrap();
 //! assert_eq!(cfg.server.max_connections, 64);
 //!
-//! let err = rampart_config::load_from_strs(&[("b.toml", "[server]\nlistne = \"127.0.0.1:1\"\n")], &[])
-//!     .unwrap_err();
-//! assert!(err.to_string().starts_with("b.toml:2: server.listne: unknown key; did you mean `listen`?"));
+//! let err = rampart_config::load_from_strs(
+//!     &[("b.toml", "profile = \"dev\"\n[server]\nlistne = \"127.0.0.1:1\"\n")],
+//!     &[],
+//! )
+//! .unwrap_err();
+//! assert!(err.to_string().starts_with("b.toml:3: server.listne: unknown key; did you mean `listen`?"));
 //! ```
 
 #![forbid(unsafe_code)]
@@ -212,11 +215,12 @@ pub(crate) fn load_inner(
     // Environment overrides: shorter paths first, so `RAMPART_SERVER__TLS__KEY` wins over
     // a whole-table `RAMPART_SERVER__TLS`.
     let mut overrides: Vec<(Vec<String>, &str, &str)> = Vec::new();
+    let mut env_diags = Vec::new();
     for (k, v) in env {
         match env_key(k) {
             None => {}
             Some(Ok(path)) => overrides.push((path, k, v)),
-            Some(Err(m)) => diags.push(Diagnostic {
+            Some(Err(m)) => env_diags.push(Diagnostic {
                 file: format!("env:{k}"),
                 line: None,
                 key: String::new(),
@@ -237,6 +241,7 @@ pub(crate) fn load_inner(
     let mut cx = Cx::new(env);
     let cfg = validate::validate(&mut cx, &root, paths.to_vec(), &mut hint);
     let mut errors = cx.diags;
+    errors.append(&mut env_diags);
     // File order, then line; the environment after the files.
     let rank = |file: &str| sources.iter().position(|s| s.name == file).unwrap_or(usize::MAX);
     errors.sort_by_key(|d| (rank(&d.file), d.line.unwrap_or(0)));

@@ -315,6 +315,8 @@ impl Stage for Sanitize {
             let n = name.as_str().as_bytes();
             if is_rampart_header(n) {
                 strip.push(name.clone());
+            } else if n == b"x-request-id" {
+                // Already decided by the request-id stage (kept only from a trusted proxy).
             } else if self.is_spoofable(n) {
                 // The canonical spelling from a trusted proxy is honoured; an alias
                 // spelling is ambiguous (some servers fold `_` into `-`), so it never is.
@@ -344,17 +346,19 @@ impl Stage for Sanitize {
 // Request id
 // ---------------------------------------------------------------------------------------
 
-/// Keeps a well-formed `x-request-id` (only a trusted proxy's survives [`Sanitize`]) or
-/// mints one; echoes it on the response.
+/// Keeps a well-formed `x-request-id` from a trusted proxy or mints one; echoes it on
+/// the response. Runs before [`Sanitize`] so that even a 431 carries an id.
 #[derive(Debug, Default)]
-pub struct RequestIdStage;
+pub struct RequestIdStage {
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
 
 pub type RequestIdLayer = StageLayer<RequestIdStage>;
 
 impl StageLayer<RequestIdStage> {
-    /// The argument is reserved for an id header other than `x-request-id`; pass `vec![]`.
-    pub fn new(_reserved: Vec<String>) -> Self {
-        Self::from_stage(RequestIdStage)
+    /// Only peers in `trusted_proxies` may choose the id.
+    pub fn new(trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+        Self::from_stage(RequestIdStage { trusted_proxies })
     }
 }
 
@@ -381,9 +385,12 @@ impl Stage for RequestIdStage {
     type State = HeaderValue;
 
     fn on_request<B>(&self, req: &mut Request<B>) -> Result<HeaderValue, Reject> {
+        let trusted =
+            peer_of(req).is_some_and(|c| is_trusted(&self.trusted_proxies, c.peer.ip()));
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(v)
-                if valid_request_id(v)
+                if trusted
+                    && valid_request_id(v)
                     && req.headers().get_all(X_REQUEST_ID).iter().count() == 1 =>
             {
                 v.clone()
@@ -553,6 +560,18 @@ impl StageLayer<RouteStage> {
     }
 }
 
+/// Removes the `;params` of every segment.
+fn strip_path_params(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    out
+}
+
 /// Put on responses once a route matched: the route, for metrics and logs.
 #[derive(Debug, Clone)]
 pub struct MatchedRoute(pub Arc<crate::Route>);
@@ -566,13 +585,21 @@ impl Stage for RouteStage {
             return Err(Reject::BadTarget);
         }
         let normalized = crate::path::normalize(raw_path).map_err(Reject::Path)?;
-        let (route, params) = match self.router.route(&normalized, req.method()) {
+        // `;` parameters do not take part in matching (`/status;x=1` is a request for the
+        // `/status` route, which then refuses it unless it allows parameters).
+        let has_params = normalized.contains(';');
+        let match_path = if has_params {
+            std::borrow::Cow::Owned(strip_path_params(&normalized))
+        } else {
+            std::borrow::Cow::Borrowed(&*normalized)
+        };
+        let (route, params) = match self.router.route(&match_path, req.method()) {
             RouteOutcome::Matched(r, p) => (r, p),
             RouteOutcome::NotFound => return Err(Reject::NotFound),
             RouteOutcome::MethodNotAllowed(m) => return Err(Reject::MethodNotAllowed(m)),
         };
         let rc = &route.config;
-        if !rc.allow_path_params && normalized.contains(';') {
+        if !rc.allow_path_params && has_params {
             return Err(Reject::PathParam);
         }
         if !rc.allow_fragment

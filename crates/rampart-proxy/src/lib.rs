@@ -34,9 +34,9 @@ pub type Pipeline = AccessLog<
     StageService<
         SecurityHeaders,
         StageService<
-            Sanitize,
+            RequestIdStage,
             StageService<
-                RequestIdStage,
+                Sanitize,
                 Timeout<
                     StageService<
                         HostCheck,
@@ -79,13 +79,13 @@ pub fn build_pipeline(
     let svc = RouteLayer::new(router).layer(svc);
     let svc = HostLayer::new(s.trusted_hosts.clone()).layer(svc);
     let svc = TimeoutLayer::new(s.request_timeout).layer(svc);
-    let svc = RequestIdLayer::new(vec![]).layer(svc);
     let svc = SanitizeLayer::new(
         s.max_header_bytes,
         s.trusted_proxies.clone(),
         identity_headers(cfg),
     )
     .layer(svc);
+    let svc = RequestIdLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc =
         SecurityHeadersLayer::new((&cfg.headers).into(), s.trusted_proxies.clone()).layer(svc);
     let sink = if s.access_log { sink } else { None };

@@ -1,0 +1,100 @@
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rampart_config::{Config, ConfigError};
+
+pub const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+pub const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+/// True when no ancestor of `p` is group/world-writable (what the data-root rule needs).
+fn ancestors_clean(p: &Path) -> bool {
+    p.ancestors().all(|a| {
+        std::fs::metadata(a).map(|m| m.permissions().mode() & 0o022 == 0).unwrap_or(false)
+    })
+}
+
+/// A fresh owner-only directory whose ancestors are not group/world-writable, so it can
+/// serve as a data root: under the cargo target dir, else under `$HOME/.cache`.
+/// `None` (with a note) when neither qualifies.
+pub fn clean_dir(name: &str) -> Option<PathBuf> {
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let unique = format!("{name}-{}-{n}", std::process::id());
+    let mut bases = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-config-tests")];
+    if let Some(home) = std::env::var_os("HOME") {
+        bases.push(PathBuf::from(home).join(".cache").join("rampart-config-tests"));
+    }
+    for base in bases {
+        if std::fs::create_dir_all(&base).is_err() {
+            continue;
+        }
+        let _ = std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700));
+        let d = base.join(&unique);
+        let _ = std::fs::remove_dir_all(&d);
+        if std::fs::create_dir(&d).is_err() {
+            continue;
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if ancestors_clean(&d) {
+            return Some(d);
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+    eprintln!("skipping: no directory without group/world-writable ancestors is available for {name}");
+    None
+}
+
+/// A scratch directory (any location; tempfile under /tmp is fine for non-root checks).
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// A minimal valid dev config; `extra` is appended.
+pub fn dev(extra: &str) -> String {
+    format!(
+        "profile = \"dev\"\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n\n[[routes]]\nid = \"r\"\npath = \"/r\"\nupstream = \"app\"\n{extra}"
+    )
+}
+
+/// A minimal valid prod config (loopback, trusted host); `server_extra` goes in [server].
+pub fn prod(server_extra: &str, extra: &str) -> String {
+    format!(
+        "profile = \"prod\"\n[server]\ntrusted_hosts = [\"api.example.com\"]\n{server_extra}\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n\n[[routes]]\nid = \"r\"\npath = \"/r\"\nupstream = \"app\"\n{extra}"
+    )
+}
+
+pub fn load(text: &str) -> Result<Config, ConfigError> {
+    rampart_config::load_from_strs(&[("cfg.toml", text)], &[])
+}
+
+pub fn load_env(text: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    rampart_config::load_from_strs(&[("cfg.toml", text)], &env(e))
+}
+
+pub fn errors(text: &str) -> ConfigError {
+    match load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// The diagnostic for `key`, or a panic listing all of them.
+pub fn diag<'a>(e: &'a ConfigError, key: &str) -> &'a rampart_config::Diagnostic {
+    e.errors
+        .iter()
+        .find(|d| d.key == key)
+        .unwrap_or_else(|| panic!("no diagnostic for {key}:\n{e}"))
+}

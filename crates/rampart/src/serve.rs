@@ -140,6 +140,15 @@ pub async fn serve(
         },
         None => None,
     };
+    // Handlers first: a signal that arrives once we say we are listening is ours.
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return 2;
+    };
     let public_addr = listener.local_addr().unwrap_or(listen);
     let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -167,14 +176,6 @@ pub async fn serve(
     );
     on_ready(public_addr, admin_addr);
 
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return 2;
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&paths, &gw, &metrics, &health),

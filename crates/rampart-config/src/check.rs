@@ -38,7 +38,11 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: [{}] {}: {}", self.severity, self.code, self.path, self.message)
+        write!(
+            f,
+            "{}: [{}] {}: {}",
+            self.severity, self.code, self.path, self.message
+        )
     }
 }
 
@@ -69,7 +73,11 @@ impl CheckReport {
     /// - `0`: no `Error` finding (warnings and infos do not fail the check).
     pub fn exit_code(&self) -> i32 {
         let mut machine = false;
-        for f in self.findings.iter().filter(|f| f.severity == Severity::Error) {
+        for f in self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+        {
             if self.config.is_none() && !is_machine_check(f.code) {
                 return 2;
             }
@@ -115,7 +123,11 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
     let tls_key = cfg.server.tls.as_ref().map(|t| &t.key_pem);
     secret_findings("server.tls.key", tls_key, &mut out);
     let l = &cfg.later;
-    let hs = l.auth.as_ref().and_then(|a| a.jwt.as_ref()).and_then(|j| j.hs256_secret.as_ref());
+    let hs = l
+        .auth
+        .as_ref()
+        .and_then(|a| a.jwt.as_ref())
+        .and_then(|j| j.hs256_secret.as_ref());
     secret_findings("auth.jwt.hs256_secret", hs, &mut out);
     let kek = l.crypto.as_ref().and_then(|c| c.kek.as_ref());
     secret_findings("crypto.kek", kek, &mut out);
@@ -167,8 +179,14 @@ pub fn check_with_env(paths: &[PathBuf], env: &[(String, String)]) -> CheckRepor
                     },
                 })
                 .collect();
-            findings.extend(crate::dataroot::check_paths(hint.data_dir.as_deref(), &hint.roots));
-            CheckReport { findings, config: None }
+            findings.extend(crate::dataroot::check_paths(
+                hint.data_dir.as_deref(),
+                &hint.roots,
+            ));
+            CheckReport {
+                findings,
+                config: None,
+            }
         }
     }
 }

@@ -53,7 +53,14 @@ impl<'e> Cx<'e> {
         }
     }
 
-    pub fn error_at(&mut self, at: &Origin, line: Option<usize>, key: &str, code: &'static str, msg: String) {
+    pub fn error_at(
+        &mut self,
+        at: &Origin,
+        line: Option<usize>,
+        key: &str,
+        code: &'static str,
+        msg: String,
+    ) {
         self.diags.push(Diagnostic {
             file: at.file.to_string(),
             line,
@@ -68,7 +75,13 @@ impl<'e> Cx<'e> {
         self.error_code(item, key, "invalid-value", msg);
     }
 
-    pub fn error_code(&mut self, item: &Item, key: &str, code: &'static str, msg: impl Into<String>) {
+    pub fn error_code(
+        &mut self,
+        item: &Item,
+        key: &str,
+        code: &'static str,
+        msg: impl Into<String>,
+    ) {
         let at = item.at.clone();
         self.error_at(&at, at.line, key, code, msg.into());
     }
@@ -104,7 +117,12 @@ impl<'e> Cx<'e> {
     }
 
     /// `item` as a table whose keys must all be in `allowed`.
-    pub fn table<'a>(&mut self, item: &'a Item, path: &'a str, allowed: &[&str]) -> Option<Tbl<'a>> {
+    pub fn table<'a>(
+        &mut self,
+        item: &'a Item,
+        path: &'a str,
+        allowed: &[&str],
+    ) -> Option<Tbl<'a>> {
         let Node::Table(map) = &item.node else {
             self.type_error(item, path, "a table");
             return None;
@@ -138,7 +156,9 @@ impl<'e> Cx<'e> {
         match (&item.node, &item.env_raw) {
             (Node::Str(s), _) => Some(s.clone()),
             // An environment value that happened to parse as TOML, wanted as text.
-            (Node::Int(_) | Node::Float | Node::Bool(_) | Node::Datetime, Some(raw)) => Some(raw.clone()),
+            (Node::Int(_) | Node::Float | Node::Bool(_) | Node::Datetime, Some(raw)) => {
+                Some(raw.clone())
+            }
             _ => {
                 self.type_error(item, key, "a string");
                 None
@@ -166,7 +186,12 @@ impl<'e> Cx<'e> {
         match item.node {
             Node::Int(Some(v)) if (min..=max).contains(&v) => Some(v),
             Node::Int(_) => {
-                self.error_code(item, key, "out-of-range", format!("must be between {min} and {max}"));
+                self.error_code(
+                    item,
+                    key,
+                    "out-of-range",
+                    format!("must be between {min} and {max}"),
+                );
                 None
             }
             _ => {
@@ -193,17 +218,32 @@ impl<'e> Cx<'e> {
     }
 
     /// One of `valid`, compared exactly.
-    pub fn opt_enum(&mut self, t: &Tbl<'_>, k: &str, valid: &[&'static str]) -> Option<&'static str> {
+    pub fn opt_enum(
+        &mut self,
+        t: &Tbl<'_>,
+        k: &str,
+        valid: &[&'static str],
+    ) -> Option<&'static str> {
         let item = t.get(k)?;
         let s = self.str_of(item, &t.key(k))?;
         self.enum_of(item, &t.key(k), &s, valid)
     }
 
-    pub fn enum_of(&mut self, item: &Item, key: &str, s: &str, valid: &[&'static str]) -> Option<&'static str> {
+    pub fn enum_of(
+        &mut self,
+        item: &Item,
+        key: &str,
+        s: &str,
+        valid: &[&'static str],
+    ) -> Option<&'static str> {
         if let Some(v) = valid.iter().find(|v| **v == s) {
             return Some(v);
         }
-        self.error(item, key, format!("`{s}` is not allowed{}", valid_hint(s, valid)));
+        self.error(
+            item,
+            key,
+            format!("`{s}` is not allowed{}", valid_hint(s, valid)),
+        );
         None
     }
 
@@ -263,7 +303,11 @@ impl<'e> Cx<'e> {
             return None;
         }
         if s.starts_with("env:") {
-            self.error(item, &key, "expected a path (`file:PATH` or `/path`), not an env: reference");
+            self.error(
+                item,
+                &key,
+                "expected a path (`file:PATH` or `/path`), not an env: reference",
+            );
             return None;
         }
         let path = secret::resolve_path(raw, item.at.dir.as_deref());
@@ -300,7 +344,11 @@ pub(crate) fn header_name(cx: &mut Cx<'_>, t: &Tbl<'_>, k: &str) -> Option<Strin
     let s = cx.str_of(item, &t.key(k))?;
     let lower = s.to_ascii_lowercase();
     if http::HeaderName::from_bytes(lower.as_bytes()).is_err() || lower.is_empty() {
-        cx.error(item, &t.key(k), format!("`{s}` is not a valid HTTP header name"));
+        cx.error(
+            item,
+            &t.key(k),
+            format!("`{s}` is not a valid HTTP header name"),
+        );
         return None;
     }
     Some(lower)

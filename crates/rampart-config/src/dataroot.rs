@@ -45,13 +45,21 @@ pub enum DataRootError {
         root = .root.display(),
         path = .path.display()
     )]
-    WritableAncestor { root: PathBuf, path: PathBuf, mode: u32 },
+    WritableAncestor {
+        root: PathBuf,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error(
         "{root}: ancestor {path} is owned by uid {uid}, neither root nor the process user (check: ancestor owner)",
         root = .root.display(),
         path = .path.display()
     )]
-    UntrustedAncestor { root: PathBuf, path: PathBuf, uid: u32 },
+    UntrustedAncestor {
+        root: PathBuf,
+        path: PathBuf,
+        uid: u32,
+    },
     #[error("{path}: cannot be inspected: {message} (check: exists)", path = .path.display())]
     Io { path: PathBuf, message: String },
 }
@@ -60,7 +68,9 @@ impl DataRootError {
     /// The stable name of the failed check, used as the finding code.
     pub fn code(&self) -> &'static str {
         match self {
-            DataRootError::NotAbsolute { .. } | DataRootError::NotNormalized { .. } => "data-root-not-absolute",
+            DataRootError::NotAbsolute { .. } | DataRootError::NotNormalized { .. } => {
+                "data-root-not-absolute"
+            }
             DataRootError::Missing { .. } => "data-root-missing",
             DataRootError::Symlink { .. } => "data-root-symlink",
             DataRootError::NotADirectory { .. } => "data-root-not-directory",
@@ -88,7 +98,9 @@ pub(crate) fn normalize(p: &Path) -> Option<PathBuf> {
 
 fn io_err(path: &Path, e: &std::io::Error) -> DataRootError {
     if e.kind() == std::io::ErrorKind::NotFound {
-        DataRootError::Missing { path: path.to_owned() }
+        DataRootError::Missing {
+            path: path.to_owned(),
+        }
     } else {
         DataRootError::Io {
             path: path.to_owned(),
@@ -127,10 +139,14 @@ fn check_ancestors(root: &Path, start: &Path, euid: u32) -> Result<(), DataRootE
 /// Checks one data root (or a directory under one) without creating anything.
 pub fn check_data_root(path: &Path) -> Result<(), DataRootError> {
     if !path.is_absolute() {
-        return Err(DataRootError::NotAbsolute { path: path.to_owned() });
+        return Err(DataRootError::NotAbsolute {
+            path: path.to_owned(),
+        });
     }
     let Some(norm) = normalize(path) else {
-        return Err(DataRootError::NotNormalized { path: path.to_owned() });
+        return Err(DataRootError::NotNormalized {
+            path: path.to_owned(),
+        });
     };
     let meta = std::fs::symlink_metadata(&norm).map_err(|e| io_err(&norm, &e))?;
     if meta.file_type().is_symlink() {
@@ -217,7 +233,10 @@ pub(crate) fn check_paths(data_dir: Option<&Path>, roots: &[PathBuf]) -> Vec<Fin
         ));
         return out;
     }
-    if roots.iter().any(|r| normalize(r).as_deref() == Some(norm.as_path())) {
+    if roots
+        .iter()
+        .any(|r| normalize(r).as_deref() == Some(norm.as_path()))
+    {
         return out;
     }
     match std::fs::symlink_metadata(&norm) {
@@ -251,5 +270,8 @@ pub(crate) fn check_paths(data_dir: Option<&Path>, roots: &[PathBuf]) -> Vec<Fin
 /// and `data_dir` (inside a root; and, if it exists, the same mode rules).
 /// With no roots and no `data_dir` there is nothing to check.
 pub fn check_data_roots(cfg: &Config) -> Vec<Finding> {
-    check_paths(cfg.server.data_dir.as_deref(), &cfg.server.allowed_data_roots)
+    check_paths(
+        cfg.server.data_dir.as_deref(),
+        &cfg.server.allowed_data_roots,
+    )
 }

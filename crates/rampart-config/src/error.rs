@@ -109,9 +109,15 @@ mod tests {
     fn distance_and_suggestion() {
         assert_eq!(edit_distance("listne", "listen"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(suggest("listne", &["listen", "admin_listen"]), Some("listen"));
+        assert_eq!(
+            suggest("listne", &["listen", "admin_listen"]),
+            Some("listen")
+        );
         assert_eq!(suggest("zzzzzzzz", &["listen"]), None);
-        assert_eq!(suggest("trusted_host", &["trusted_hosts", "trusted_proxies"]), Some("trusted_hosts"));
+        assert_eq!(
+            suggest("trusted_host", &["trusted_hosts", "trusted_proxies"]),
+            Some("trusted_hosts")
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ pub use check::{CheckReport, Finding, Severity, check, check_config, check_with_
 pub use dataroot::{DataRootError, check_data_root, check_data_roots};
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    ClientAuth, Config, HeadersConfig, Profile, RouteConfig, ServerConfig, TlsConfig, UpstreamConfig,
+    ClientAuth, Config, HeadersConfig, Profile, RouteConfig, ServerConfig, TlsConfig,
+    UpstreamConfig,
 };
 
 use cx::Cx;
@@ -96,7 +97,10 @@ pub fn load_with_env(paths: &[PathBuf], env: &[(String, String)]) -> Result<Conf
 
 /// [`load`] from TOML text instead of files (`file:` secrets are still read). Relative
 /// `file:` paths are relative to the working directory.
-pub fn load_from_strs(sources: &[(&str, &str)], env: &[(String, String)]) -> Result<Config, ConfigError> {
+pub fn load_from_strs(
+    sources: &[(&str, &str)],
+    env: &[(String, String)],
+) -> Result<Config, ConfigError> {
     let srcs: Vec<Source> = sources
         .iter()
         .map(|(name, text)| Source {
@@ -148,17 +152,21 @@ pub(crate) fn read_sources(paths: &[PathBuf]) -> Vec<Source> {
 
 fn read_config_file(p: &Path) -> Result<String, String> {
     use std::io::Read as _;
-    let meta = std::fs::metadata(p).map_err(|e| format!("cannot read the configuration file: {e}"))?;
+    let meta =
+        std::fs::metadata(p).map_err(|e| format!("cannot read the configuration file: {e}"))?;
     if !meta.is_file() {
         return Err("the configuration file is not a regular file".into());
     }
-    let f = std::fs::File::open(p).map_err(|e| format!("cannot read the configuration file: {e}"))?;
+    let f =
+        std::fs::File::open(p).map_err(|e| format!("cannot read the configuration file: {e}"))?;
     let mut buf = Vec::new();
     f.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read the configuration file: {e}"))?;
     if buf.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(format!("the configuration file is larger than {MAX_CONFIG_BYTES} bytes"));
+        return Err(format!(
+            "the configuration file is larger than {MAX_CONFIG_BYTES} bytes"
+        ));
     }
     String::from_utf8(buf).map_err(|_| "the configuration file is not UTF-8".into())
 }
@@ -243,7 +251,12 @@ pub(crate) fn load_inner(
     let mut errors = cx.diags;
     errors.append(&mut env_diags);
     // File order, then line; the environment after the files.
-    let rank = |file: &str| sources.iter().position(|s| s.name == file).unwrap_or(usize::MAX);
+    let rank = |file: &str| {
+        sources
+            .iter()
+            .position(|s| s.name == file)
+            .unwrap_or(usize::MAX)
+    };
     errors.sort_by_key(|d| (rank(&d.file), d.line.unwrap_or(0)));
     match cfg {
         Some(c) if errors.is_empty() => (Ok(c), hint),

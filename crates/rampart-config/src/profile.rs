@@ -47,7 +47,9 @@ fn relax(cx: &mut Cx<'_>, item: &Item, key: &str, what: &str) {
             item,
             key,
             "profile",
-            format!("{what}: refused in profile \"prod\" (allowed with a warning in profile \"dev\")"),
+            format!(
+                "{what}: refused in profile \"prod\" (allowed with a warning in profile \"dev\")"
+            ),
         ),
         Profile::Dev => cx.warn(format!("dev profile: {key}: {what}")),
     }
@@ -67,47 +69,79 @@ fn is_loopback_host(uri: &http::Uri) -> bool {
 pub(crate) fn apply(cx: &mut Cx<'_>, top: &Tbl<'_>, server: &ServerConfig, later: &LaterSections) {
     let jwt = later.auth.as_ref().and_then(|a| a.jwt.as_ref());
     if let Some(i) = locate(top, &["auth", "jwt", "hs256_secret"]) {
-        relax(cx, i, "auth.jwt.hs256_secret", "HS256 (a shared-secret JWT key) is set");
+        relax(
+            cx,
+            i,
+            "auth.jwt.hs256_secret",
+            "HS256 (a shared-secret JWT key) is set",
+        );
     }
-    if jwt.is_some_and(|j| j.allowed_algs.as_ref().is_some_and(|a| a.iter().any(|x| x == "HS256")))
-        && let Some(i) = locate(top, &["auth", "jwt", "allowed_algs"]) {
-            relax(cx, i, "auth.jwt.allowed_algs", "HS256 is allowed");
-        }
+    if jwt.is_some_and(|j| {
+        j.allowed_algs
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|x| x == "HS256"))
+    }) && let Some(i) = locate(top, &["auth", "jwt", "allowed_algs"])
+    {
+        relax(cx, i, "auth.jwt.allowed_algs", "HS256 is allowed");
+    }
     if let Some(url) = jwt.and_then(|j| j.jwks_url.as_ref())
-        && url.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("http"))
-            && let Some(i) = locate(top, &["auth", "jwt", "jwks_url"]) {
-                let key = "auth.jwt.jwks_url";
-                if cx.profile == Profile::Dev && is_loopback_host(url) {
-                    cx.warn(format!("dev profile: {key}: keys are fetched over plain HTTP from a loopback host"));
-                } else if cx.profile == Profile::Dev {
-                    cx.error_code(
+        && url
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+        && let Some(i) = locate(top, &["auth", "jwt", "jwks_url"])
+    {
+        let key = "auth.jwt.jwks_url";
+        if cx.profile == Profile::Dev && is_loopback_host(url) {
+            cx.warn(format!(
+                "dev profile: {key}: keys are fetched over plain HTTP from a loopback host"
+            ));
+        } else if cx.profile == Profile::Dev {
+            cx.error_code(
                         i,
                         key,
                         "profile",
                         "plain-HTTP JWKS is allowed only from a loopback host (and only in profile \"dev\"); use https",
                     );
-                } else {
-                    cx.error_code(i, key, "profile", "plain-HTTP JWKS is refused in profile \"prod\"; use https");
-                }
-            }
-    if later
-        .auth
-        .as_ref()
-        .is_some_and(|a| a.modes.as_ref().is_some_and(|m| m.contains(&AuthMode::None)))
-        && let Some(i) = locate(top, &["auth", "modes"]) {
-            relax(
-                cx,
+        } else {
+            cx.error_code(
                 i,
-                "auth.modes",
-                "contains \"none\"; only `public = true` routes may be anonymous in prod",
+                key,
+                "profile",
+                "plain-HTTP JWKS is refused in profile \"prod\"; use https",
             );
         }
-    if server.trusted_hosts.is_empty() && locate(top, &["server", "trusted_hosts"]).is_none_or(|i| matches!(&i.node, Node::Array(a) if a.is_empty())) {
+    }
+    if later.auth.as_ref().is_some_and(|a| {
+        a.modes
+            .as_ref()
+            .is_some_and(|m| m.contains(&AuthMode::None))
+    }) && let Some(i) = locate(top, &["auth", "modes"])
+    {
+        relax(
+            cx,
+            i,
+            "auth.modes",
+            "contains \"none\"; only `public = true` routes may be anonymous in prod",
+        );
+    }
+    if server.trusted_hosts.is_empty()
+        && locate(top, &["server", "trusted_hosts"])
+            .is_none_or(|i| matches!(&i.node, Node::Array(a) if a.is_empty()))
+    {
         let i = nearest(top, &["server", "trusted_hosts"]);
-        relax(cx, i, "server.trusted_hosts", "empty: requests for any Host are accepted");
+        relax(
+            cx,
+            i,
+            "server.trusted_hosts",
+            "empty: requests for any Host are accepted",
+        );
     }
     let routable = !server.listen.ip().is_loopback();
-    if routable && server.tls.is_none() && server.trusted_proxies.is_empty() && locate(top, &["server", "tls"]).is_none() {
+    if routable
+        && server.tls.is_none()
+        && server.trusted_proxies.is_empty()
+        && locate(top, &["server", "tls"]).is_none()
+    {
         let i = nearest(top, &["server", "listen"]);
         relax(
             cx,

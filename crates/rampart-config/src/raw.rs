@@ -10,7 +10,14 @@ use crate::model::Profile;
 use crate::secret::Secret;
 use crate::tree::{Item, Node};
 
-const AUTH_KEYS: &[&str] = &["modes", "identity_header", "jwt", "api_key", "mtls", "signature"];
+const AUTH_KEYS: &[&str] = &[
+    "modes",
+    "identity_header",
+    "jwt",
+    "api_key",
+    "mtls",
+    "signature",
+];
 const JWT_KEYS: &[&str] = &[
     "header",
     "bearer_prefix",
@@ -197,9 +204,10 @@ impl LaterSections {
         };
         let mut push = |h: &Option<String>| {
             if let Some(h) = h
-                && !out.contains(h) {
-                    out.push(h.clone());
-                }
+                && !out.contains(h)
+            {
+                out.push(h.clone());
+            }
         };
         push(&a.identity_header);
         if let Some(m) = &a.mtls {
@@ -233,7 +241,9 @@ pub(crate) fn parse(cx: &mut Cx<'_>, top: &Tbl<'_>) -> LaterSections {
 }
 
 fn name_ok(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 fn auth(cx: &mut Cx<'_>, item: &Item) -> Option<AuthSection> {
@@ -262,25 +272,32 @@ fn auth(cx: &mut Cx<'_>, item: &Item) -> Option<AuthSection> {
     a.identity_header = header_name(cx, &t, "identity_header");
     a.jwt = t.get("jwt").and_then(|i| jwt(cx, i));
     if let Some(i) = t.get("api_key")
-        && let Some(s) = cx.table(i, "auth.api_key", &["header"]) {
-            a.api_key = Some(ApiKeySection {
-                header: header_name(cx, &s, "header"),
-            });
-        }
+        && let Some(s) = cx.table(i, "auth.api_key", &["header"])
+    {
+        a.api_key = Some(ApiKeySection {
+            header: header_name(cx, &s, "header"),
+        });
+    }
     if let Some(i) = t.get("mtls")
-        && let Some(s) = cx.table(i, "auth.mtls", &["identity_header", "scopes_header", "roles_header"]) {
-            a.mtls = Some(MtlsSection {
-                identity_header: header_name(cx, &s, "identity_header"),
-                scopes_header: header_name(cx, &s, "scopes_header"),
-                roles_header: header_name(cx, &s, "roles_header"),
-            });
-        }
+        && let Some(s) = cx.table(
+            i,
+            "auth.mtls",
+            &["identity_header", "scopes_header", "roles_header"],
+        )
+    {
+        a.mtls = Some(MtlsSection {
+            identity_header: header_name(cx, &s, "identity_header"),
+            scopes_header: header_name(cx, &s, "scopes_header"),
+            roles_header: header_name(cx, &s, "roles_header"),
+        });
+    }
     if let Some(i) = t.get("signature")
-        && let Some(s) = cx.table(i, "auth.signature", &["max_age_s"]) {
-            a.signature = Some(SignatureSection {
-                max_age_s: cx.opt_u64(&s, "max_age_s", 1, 3600),
-            });
-        }
+        && let Some(s) = cx.table(i, "auth.signature", &["max_age_s"])
+    {
+        a.signature = Some(SignatureSection {
+            max_age_s: cx.opt_u64(&s, "max_age_s", 1, 3600),
+        });
+    }
     Some(a)
 }
 
@@ -313,32 +330,52 @@ fn jwt(cx: &mut Cx<'_>, item: &Item) -> Option<JwtSection> {
         let mut algs = Vec::new();
         for (idx, (a, i)) in list.iter().enumerate() {
             if let Some(v) = cx.enum_of(i, &format!("auth.jwt.allowed_algs[{idx}]"), a, JWT_ALGS)
-                && !algs.iter().any(|x| x == v) {
-                    algs.push(v.to_owned());
-                }
+                && !algs.iter().any(|x| x == v)
+            {
+                algs.push(v.to_owned());
+            }
         }
         if list.is_empty()
-            && let Some(i) = t.get("allowed_algs") {
-                cx.error(i, "auth.jwt.allowed_algs", "must name at least one algorithm");
-            }
+            && let Some(i) = t.get("allowed_algs")
+        {
+            cx.error(
+                i,
+                "auth.jwt.allowed_algs",
+                "must name at least one algorithm",
+            );
+        }
         j.allowed_algs = Some(algs);
     }
     if let Some(i) = t.get("jwks_url")
-        && let Some(s) = cx.str_of(i, "auth.jwt.jwks_url") {
-            match crate::validate::http_url(&s) {
-                Ok(u) => j.jwks_url = Some(u),
-                Err(m) => cx.error(i, "auth.jwt.jwks_url", m),
-            }
+        && let Some(s) = cx.str_of(i, "auth.jwt.jwks_url")
+    {
+        match crate::validate::http_url(&s) {
+            Ok(u) => j.jwks_url = Some(u),
+            Err(m) => cx.error(i, "auth.jwt.jwks_url", m),
         }
-    if let (Some(b), Some(m), Some(i)) = (j.jwks_backoff_ms, j.jwks_max_backoff_ms, t.get("jwks_backoff_ms"))
-        && b > m {
-            cx.error(i, "auth.jwt.jwks_backoff_ms", format!("{b} is larger than jwks_max_backoff_ms ({m})"));
-        }
+    }
+    if let (Some(b), Some(m), Some(i)) = (
+        j.jwks_backoff_ms,
+        j.jwks_max_backoff_ms,
+        t.get("jwks_backoff_ms"),
+    ) && b > m
+    {
+        cx.error(
+            i,
+            "auth.jwt.jwks_backoff_ms",
+            format!("{b} is larger than jwks_max_backoff_ms ({m})"),
+        );
+    }
     j.hs256_secret = cx.opt_secret(&t, "hs256_secret", true);
     if let (Some(s), Some(i)) = (&j.hs256_secret, t.get("hs256_secret"))
-        && s.len() < 32 {
-            cx.error(i, "auth.jwt.hs256_secret", "an HS256 key must be at least 32 bytes (RFC 7518 §3.2)");
-        }
+        && s.len() < 32
+    {
+        cx.error(
+            i,
+            "auth.jwt.hs256_secret",
+            "an HS256 key must be at least 32 bytes (RFC 7518 §3.2)",
+        );
+    }
     Some(j)
 }
 
@@ -349,18 +386,24 @@ fn rbac(cx: &mut Cx<'_>, item: &Item) -> Option<RbacSection> {
         roles: BTreeMap::new(),
     };
     if let Some(i) = t.get("roles")
-        && let Some(map) = cx.map(i, "rbac.roles") {
-            for (name, v) in map {
-                let key = format!("rbac.roles.{name}");
-                if !name_ok(name) {
-                    cx.error(v, &key, "a role name uses only letters, digits, `_`, `.` and `-`");
-                    continue;
-                }
-                if let Some(list) = cx.str_list(v, &key) {
-                    r.roles.insert(name.clone(), list.into_iter().map(|(s, _)| s).collect());
-                }
+        && let Some(map) = cx.map(i, "rbac.roles")
+    {
+        for (name, v) in map {
+            let key = format!("rbac.roles.{name}");
+            if !name_ok(name) {
+                cx.error(
+                    v,
+                    &key,
+                    "a role name uses only letters, digits, `_`, `.` and `-`",
+                );
+                continue;
+            }
+            if let Some(list) = cx.str_list(v, &key) {
+                r.roles
+                    .insert(name.clone(), list.into_iter().map(|(s, _)| s).collect());
             }
         }
+    }
     Some(r)
 }
 
@@ -379,7 +422,10 @@ fn on_failure(cx: &mut Cx<'_>, t: &Tbl<'_>, k: &str) -> Option<OnFailure> {
     let v = cx.opt_enum(t, k, &["deny", "allow"])?;
     if v == "allow" {
         if cx.profile == Profile::Prod {
-            cx.warn(format!("{} = \"allow\": requests pass when the backend fails (fail open)", t.key(k)));
+            cx.warn(format!(
+                "{} = \"allow\": requests pass when the backend fails (fail open)",
+                t.key(k)
+            ));
         }
         Some(OnFailure::Allow)
     } else {
@@ -388,7 +434,17 @@ fn on_failure(cx: &mut Cx<'_>, t: &Tbl<'_>, k: &str) -> Option<OnFailure> {
 }
 
 fn rate_limit(cx: &mut Cx<'_>, item: &Item) -> Option<RateLimitSection> {
-    let t = cx.table(item, "rate_limit", &["backend", "redis_url", "on_backend_error", "tiers", "tenant"])?;
+    let t = cx.table(
+        item,
+        "rate_limit",
+        &[
+            "backend",
+            "redis_url",
+            "on_backend_error",
+            "tiers",
+            "tenant",
+        ],
+    )?;
     let mut r = RateLimitSection {
         backend: match cx.opt_enum(&t, "backend", &["memory", "redis"]) {
             Some("redis") => Some(RateLimitBackend::Redis),
@@ -399,42 +455,62 @@ fn rate_limit(cx: &mut Cx<'_>, item: &Item) -> Option<RateLimitSection> {
         ..RateLimitSection::default()
     };
     if let Some(i) = t.get("redis_url")
-        && let Some(s) = cx.str_of(i, "rate_limit.redis_url") {
-            if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("env:") || s.starts_with("file:") {
-                r.redis_url = Some(s);
-            } else {
-                cx.error(i, "rate_limit.redis_url", format!("`{s}` must start with redis:// or rediss://"));
-            }
+        && let Some(s) = cx.str_of(i, "rate_limit.redis_url")
+    {
+        if s.starts_with("redis://")
+            || s.starts_with("rediss://")
+            || s.starts_with("env:")
+            || s.starts_with("file:")
+        {
+            r.redis_url = Some(s);
+        } else {
+            cx.error(
+                i,
+                "rate_limit.redis_url",
+                format!("`{s}` must start with redis:// or rediss://"),
+            );
         }
+    }
     if r.backend == Some(RateLimitBackend::Redis) && t.get("redis_url").is_none() {
         cx.missing(&t, "redis_url", "backend = \"redis\" needs it");
     }
     if let Some(i) = t.get("tiers")
-        && let Some(map) = cx.map(i, "rate_limit.tiers") {
-            for (name, v) in map {
-                let key = format!("rate_limit.tiers.{name}");
-                if !name_ok(name) {
-                    cx.error(v, &key, "a tier name uses only letters, digits, `_`, `.` and `-`");
-                    continue;
-                }
-                if let Some(l) = limit(cx, v, &key) {
-                    r.tiers.insert(name.clone(), l);
-                }
+        && let Some(map) = cx.map(i, "rate_limit.tiers")
+    {
+        for (name, v) in map {
+            let key = format!("rate_limit.tiers.{name}");
+            if !name_ok(name) {
+                cx.error(
+                    v,
+                    &key,
+                    "a tier name uses only letters, digits, `_`, `.` and `-`",
+                );
+                continue;
+            }
+            if let Some(l) = limit(cx, v, &key) {
+                r.tiers.insert(name.clone(), l);
             }
         }
-    r.tenant = t.get("tenant").and_then(|i| limit(cx, i, "rate_limit.tenant"));
+    }
+    r.tenant = t
+        .get("tenant")
+        .and_then(|i| limit(cx, i, "rate_limit.tenant"));
     Some(r)
 }
 
 fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
-    let t = cx.table(item, "audit", &[
-        "dir",
-        "on_failure",
-        "checkpoint_every_records",
-        "checkpoint_every_s",
-        "redact_query_params",
-        "retention",
-    ])?;
+    let t = cx.table(
+        item,
+        "audit",
+        &[
+            "dir",
+            "on_failure",
+            "checkpoint_every_records",
+            "checkpoint_every_s",
+            "redact_query_params",
+            "retention",
+        ],
+    )?;
     let mut a = AuditSection {
         on_failure: on_failure(cx, &t, "on_failure"),
         checkpoint_every_records: cx.opt_u64(&t, "checkpoint_every_records", 1, 100_000_000),
@@ -442,20 +518,33 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
         ..AuditSection::default()
     };
     if let Some(i) = t.get("dir")
-        && let Some(s) = cx.str_of(i, "audit.dir") {
-            let p = std::path::Path::new(&s);
-            if s.is_empty() || p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                cx.error(i, "audit.dir", format!("`{s}` must be a relative path under server.data_dir, without `..`"));
-            } else {
-                a.dir = Some(s);
-            }
+        && let Some(s) = cx.str_of(i, "audit.dir")
+    {
+        let p = std::path::Path::new(&s);
+        if s.is_empty()
+            || p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            cx.error(
+                i,
+                "audit.dir",
+                format!("`{s}` must be a relative path under server.data_dir, without `..`"),
+            );
+        } else {
+            a.dir = Some(s);
         }
+    }
     if let Some(list) = cx.opt_str_list(&t, "redact_query_params") {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (idx, (s, i)) in list.into_iter().enumerate() {
             if s.is_empty() {
-                cx.error(i, &format!("audit.redact_query_params[{idx}]"), "must not be empty");
+                cx.error(
+                    i,
+                    &format!("audit.redact_query_params[{idx}]"),
+                    "must not be empty",
+                );
             } else if seen.insert(s.clone()) {
                 out.push(s);
             }
@@ -463,19 +552,28 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
         a.redact_query_params = Some(out);
     }
     if let Some(i) = t.get("retention")
-        && let Some(r) = cx.table(i, "audit.retention", &["hot_days", "warm_days", "cold_days"]) {
-            let ret = Retention {
-                hot_days: cx.opt_u64(&r, "hot_days", 0, 36_500),
-                warm_days: cx.opt_u64(&r, "warm_days", 0, 36_500),
-                cold_days: cx.opt_u64(&r, "cold_days", 0, 36_500),
-            };
-            let order = [ret.hot_days, ret.warm_days, ret.cold_days];
-            let given: Vec<u64> = order.iter().flatten().copied().collect();
-            if given.windows(2).any(|w| matches!(w, [a, b] if a > b)) {
-                cx.error(i, "audit.retention", "hot_days ≤ warm_days ≤ cold_days is required");
-            }
-            a.retention = Some(ret);
+        && let Some(r) = cx.table(
+            i,
+            "audit.retention",
+            &["hot_days", "warm_days", "cold_days"],
+        )
+    {
+        let ret = Retention {
+            hot_days: cx.opt_u64(&r, "hot_days", 0, 36_500),
+            warm_days: cx.opt_u64(&r, "warm_days", 0, 36_500),
+            cold_days: cx.opt_u64(&r, "cold_days", 0, 36_500),
+        };
+        let order = [ret.hot_days, ret.warm_days, ret.cold_days];
+        let given: Vec<u64> = order.iter().flatten().copied().collect();
+        if given.windows(2).any(|w| matches!(w, [a, b] if a > b)) {
+            cx.error(
+                i,
+                "audit.retention",
+                "hot_days ≤ warm_days ≤ cold_days is required",
+            );
         }
+        a.retention = Some(ret);
+    }
     Some(a)
 }
 
@@ -488,13 +586,18 @@ fn signing(cx: &mut Cx<'_>, item: &Item) -> Option<SigningSection> {
     };
     let mut key_id = None;
     if let Some(i) = t.get("key_id")
-        && let Some(s) = cx.str_of(i, "signing.key_id") {
-            if name_ok(&s) {
-                key_id = Some(s);
-            } else {
-                cx.error(i, "signing.key_id", format!("`{s}`: a key id uses only letters, digits, `_`, `.` and `-`"));
-            }
+        && let Some(s) = cx.str_of(i, "signing.key_id")
+    {
+        if name_ok(&s) {
+            key_id = Some(s);
+        } else {
+            cx.error(
+                i,
+                "signing.key_id",
+                format!("`{s}`: a key id uses only letters, digits, `_`, `.` and `-`"),
+            );
         }
+    }
     Some(SigningSection { provider, key_id })
 }
 
@@ -511,9 +614,17 @@ fn crypto(cx: &mut Cx<'_>, item: &Item) -> Option<CryptoSection> {
     let t = cx.table(item, "crypto", &["kek"])?;
     let kek = cx.opt_secret(&t, "kek", true);
     if let (Some(k), Some(i)) = (&kek, t.get("kek"))
-        && !is_base64_32(k.expose().trim_ascii()) {
-            cx.error(i, "crypto.kek", format!("{} must hold 32 bytes, base64-encoded (44 characters)", k.source()));
-        }
+        && !is_base64_32(k.expose().trim_ascii())
+    {
+        cx.error(
+            i,
+            "crypto.kek",
+            format!(
+                "{} must hold 32 bytes, base64-encoded (44 characters)",
+                k.source()
+            ),
+        );
+    }
     Some(CryptoSection { kek })
 }
 
@@ -521,13 +632,21 @@ fn store(cx: &mut Cx<'_>, item: &Item) -> Option<StoreSection> {
     let t = cx.table(item, "store", &["url"])?;
     let mut url = None;
     if let Some(i) = t.get("url")
-        && let Some(s) = cx.str_of(i, "store.url") {
-            if ["sqlite://", "postgres://", "postgresql://", "env:", "file:"].iter().any(|p| s.starts_with(p)) {
-                url = Some(s);
-            } else {
-                cx.error(i, "store.url", format!("`{s}` must start with sqlite:// or postgres://"));
-            }
+        && let Some(s) = cx.str_of(i, "store.url")
+    {
+        if ["sqlite://", "postgres://", "postgresql://", "env:", "file:"]
+            .iter()
+            .any(|p| s.starts_with(p))
+        {
+            url = Some(s);
+        } else {
+            cx.error(
+                i,
+                "store.url",
+                format!("`{s}` must start with sqlite:// or postgres://"),
+            );
         }
+    }
     Some(StoreSection { url })
 }
 
@@ -537,8 +656,12 @@ mod tests {
 
     #[test]
     fn base64_kek() {
-        assert!(is_base64_32(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
-        assert!(!is_base64_32(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB="));
+        assert!(is_base64_32(
+            b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        ));
+        assert!(!is_base64_32(
+            b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB="
+        ));
         assert!(!is_base64_32(b"short"));
     }
 }

@@ -135,11 +135,20 @@ pub(crate) fn resolve_path(path: &str, dir: Option<&Path>) -> PathBuf {
 /// Reads `env:NAME` from `env` (the variable must exist and be non-empty).
 pub(crate) fn read_env(name: &str, env: &[(String, String)]) -> Result<Vec<u8>, RefError> {
     if name.is_empty() {
-        return Err(ref_err("secret-env", "`env:` needs a variable name, e.g. env:RAMPART_KEK".into()));
+        return Err(ref_err(
+            "secret-env",
+            "`env:` needs a variable name, e.g. env:RAMPART_KEK".into(),
+        ));
     }
     match env.iter().rev().find(|(k, _)| k == name) {
-        None => Err(ref_err("secret-env", format!("environment variable {name} is not set"))),
-        Some((_, v)) if v.is_empty() => Err(ref_err("secret-env", format!("environment variable {name} is empty"))),
+        None => Err(ref_err(
+            "secret-env",
+            format!("environment variable {name} is not set"),
+        )),
+        Some((_, v)) if v.is_empty() => Err(ref_err(
+            "secret-env",
+            format!("environment variable {name} is empty"),
+        )),
         Some((_, v)) if v.len() as u64 > MAX_SECRET_BYTES => Err(ref_err(
             "secret-env",
             format!("environment variable {name} is larger than {MAX_SECRET_BYTES} bytes"),
@@ -152,8 +161,14 @@ pub(crate) fn read_env(name: &str, env: &[(String, String)]) -> Result<Vec<u8>, 
 pub(crate) fn check_secret_file(path: &Path) -> Result<u64, RefError> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ref_err("secret-file-missing", format!("secret file {shown} does not exist")),
-        _ => ref_err("secret-file-missing", format!("secret file {shown} cannot be read: {e}")),
+        std::io::ErrorKind::NotFound => ref_err(
+            "secret-file-missing",
+            format!("secret file {shown} does not exist"),
+        ),
+        _ => ref_err(
+            "secret-file-missing",
+            format!("secret file {shown} cannot be read: {e}"),
+        ),
     })?;
     if !meta.is_file() {
         return Err(ref_err(
@@ -206,8 +221,12 @@ fn read_bounded(path: &Path, limit: u64, size_hint: u64) -> Result<Vec<u8>, std:
 /// Reads a `file:` secret after [`check_secret_file`].
 pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<u8>, RefError> {
     let size = check_secret_file(path)?;
-    let mut bytes = read_bounded(path, MAX_SECRET_BYTES, size)
-        .map_err(|e| ref_err("secret-file-missing", format!("secret file {} cannot be read: {e}", path.display())))?;
+    let mut bytes = read_bounded(path, MAX_SECRET_BYTES, size).map_err(|e| {
+        ref_err(
+            "secret-file-missing",
+            format!("secret file {} cannot be read: {e}", path.display()),
+        )
+    })?;
     // An editor's final newline is not part of the secret.
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
@@ -219,11 +238,16 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<u8>, RefError> {
 pub(crate) fn read_public_file(path: &Path) -> Result<Vec<u8>, RefError> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ref_err("file-missing", format!("file {shown} does not exist")),
+        std::io::ErrorKind::NotFound => {
+            ref_err("file-missing", format!("file {shown} does not exist"))
+        }
         _ => ref_err("file-missing", format!("file {shown} cannot be read: {e}")),
     })?;
     if !meta.is_file() {
-        return Err(ref_err("file-missing", format!("{shown} is not a regular file")));
+        return Err(ref_err(
+            "file-missing",
+            format!("{shown} is not a regular file"),
+        ));
     }
     read_bounded(path, MAX_PUBLIC_FILE_BYTES, meta.len())
         .map_err(|e| ref_err("file-missing", format!("file {shown} cannot be read: {e}")))
@@ -238,17 +262,24 @@ pub(crate) fn resolve(
     allow_literal: bool,
 ) -> Result<Secret, RefError> {
     match SecretRef::parse(value) {
-        SecretRef::Env(name) => read_env(name, env).map(|b| Secret::with_source(b, format!("env:{name}"))),
+        SecretRef::Env(name) => {
+            read_env(name, env).map(|b| Secret::with_source(b, format!("env:{name}")))
+        }
         SecretRef::File(p) => {
             if p.is_empty() {
-                return Err(ref_err("secret-file-missing", "`file:` needs a path, e.g. file:/etc/rampart/tls.key".into()));
+                return Err(ref_err(
+                    "secret-file-missing",
+                    "`file:` needs a path, e.g. file:/etc/rampart/tls.key".into(),
+                ));
             }
             let path = resolve_path(p, dir);
-            read_secret_file(&path).map(|b| Secret::with_source(b, format!("file:{}", path.display())))
+            read_secret_file(&path)
+                .map(|b| Secret::with_source(b, format!("file:{}", path.display())))
         }
         SecretRef::Literal(_) if !allow_literal => Err(ref_err(
             "secret-literal",
-            "a secret here must be a reference, `file:PATH` or `env:NAME`, never the value itself".into(),
+            "a secret here must be a reference, `file:PATH` or `env:NAME`, never the value itself"
+                .into(),
         )),
         SecretRef::Literal("") => Err(ref_err("secret-literal", "empty secret".into())),
         SecretRef::Literal(s) => Ok(Secret::with_source(s.as_bytes().to_vec(), "literal")),
@@ -279,11 +310,30 @@ mod tests {
         assert_eq!(SecretRef::parse("env:X"), SecretRef::Env("X"));
         assert_eq!(SecretRef::parse("file:/a"), SecretRef::File("/a"));
         assert_eq!(SecretRef::parse("abc"), SecretRef::Literal("abc"));
-        let env = vec![("X".to_owned(), "v".to_owned()), ("E".to_owned(), String::new())];
+        let env = vec![
+            ("X".to_owned(), "v".to_owned()),
+            ("E".to_owned(), String::new()),
+        ];
         assert_eq!(resolve("env:X", None, &env, false).unwrap().expose(), b"v");
-        assert!(resolve("env:E", None, &env, false).unwrap_err().message.contains("empty"));
-        assert!(resolve("env:Y", None, &env, false).unwrap_err().message.contains("not set"));
-        assert_eq!(resolve("abc", None, &env, false).unwrap_err().code, "secret-literal");
-        assert_eq!(resolve("abc", None, &env, true).unwrap().source(), "literal");
+        assert!(
+            resolve("env:E", None, &env, false)
+                .unwrap_err()
+                .message
+                .contains("empty")
+        );
+        assert!(
+            resolve("env:Y", None, &env, false)
+                .unwrap_err()
+                .message
+                .contains("not set")
+        );
+        assert_eq!(
+            resolve("abc", None, &env, false).unwrap_err().code,
+            "secret-literal"
+        );
+        assert_eq!(
+            resolve("abc", None, &env, true).unwrap().source(),
+            "literal"
+        );
     }
 }

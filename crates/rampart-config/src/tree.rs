@@ -136,7 +136,11 @@ impl Conv<'_> {
 }
 
 /// Parses one TOML document into a tree, or reports every syntax error in it.
-pub(crate) fn parse_file(name: &str, dir: Option<Arc<Path>>, text: &str) -> Result<Item, Vec<Diagnostic>> {
+pub(crate) fn parse_file(
+    name: &str,
+    dir: Option<Arc<Path>>,
+    text: &str,
+) -> Result<Item, Vec<Diagnostic>> {
     let lines = Lines::new(text);
     let (doc, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
@@ -304,12 +308,19 @@ mod tests {
 
     #[test]
     fn key_and_value_lines() {
-        let t = parse_file("x.toml", None, "a = 1\n[server]\n\nlisten = \"x\"\n[[routes]]\nid = \"r\"\n").unwrap();
+        let t = parse_file(
+            "x.toml",
+            None,
+            "a = 1\n[server]\n\nlisten = \"x\"\n[[routes]]\nid = \"r\"\n",
+        )
+        .unwrap();
         let s = get(&t, "server");
         let l = get(s, "listen");
         assert_eq!(l.key_line, Some(4));
         assert_eq!(l.at.line, Some(4));
-        let Node::Array(r) = &get(&t, "routes").node else { panic!() };
+        let Node::Array(r) = &get(&t, "routes").node else {
+            panic!()
+        };
         assert_eq!(get(&r[0], "id").key_line, Some(6));
     }
 
@@ -327,8 +338,17 @@ mod tests {
 
     #[test]
     fn env_values() {
-        assert!(matches!(parse_env_value("V", "8443").node, Node::Int(Some(8443))));
-        assert!(matches!(parse_env_value("V", "0.0.0.0:1").node, Node::Str(_)));
-        assert!(matches!(parse_env_value("V", "[\"a\"]").node, Node::Array(_)));
+        assert!(matches!(
+            parse_env_value("V", "8443").node,
+            Node::Int(Some(8443))
+        ));
+        assert!(matches!(
+            parse_env_value("V", "0.0.0.0:1").node,
+            Node::Str(_)
+        ));
+        assert!(matches!(
+            parse_env_value("V", "[\"a\"]").node,
+            Node::Array(_)
+        ));
     }
 }

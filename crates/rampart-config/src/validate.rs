@@ -12,7 +12,8 @@ use ipnet::IpNet;
 use crate::cx::{Cx, Tbl};
 use crate::error::valid_hint;
 use crate::model::{
-    ClientAuth, Config, HeadersConfig, Profile, RouteConfig, ServerConfig, TlsConfig, UpstreamConfig,
+    ClientAuth, Config, HeadersConfig, Profile, RouteConfig, ServerConfig, TlsConfig,
+    UpstreamConfig,
 };
 use crate::raw::LaterSections;
 use crate::tree::{Item, Node};
@@ -125,7 +126,12 @@ pub(crate) fn default_headers() -> HeadersConfig {
 }
 
 /// Validates the whole tree. Returns a config only when no error was recorded.
-pub(crate) fn validate(cx: &mut Cx<'_>, root: &Item, sources: Vec<PathBuf>, hint: &mut Hint) -> Option<Config> {
+pub(crate) fn validate(
+    cx: &mut Cx<'_>,
+    root: &Item,
+    sources: Vec<PathBuf>,
+    hint: &mut Hint,
+) -> Option<Config> {
     let top = cx.table(root, "", TOP_KEYS)?;
     let profile = match cx.opt_enum(&top, "profile", &["prod", "dev"]) {
         Some("dev") => Profile::Dev,
@@ -157,7 +163,8 @@ pub(crate) fn validate(cx: &mut Cx<'_>, root: &Item, sources: Vec<PathBuf>, hint
 }
 
 fn ms(cx: &mut Cx<'_>, t: &Tbl<'_>, k: &str, min: u64, default: Duration) -> Duration {
-    cx.opt_u64(t, k, min, MAX_MS).map_or(default, Duration::from_millis)
+    cx.opt_u64(t, k, min, MAX_MS)
+        .map_or(default, Duration::from_millis)
 }
 
 fn socket_addr(cx: &mut Cx<'_>, item: &Item, key: &str, s: &str) -> Option<SocketAddr> {
@@ -184,20 +191,26 @@ fn server(cx: &mut Cx<'_>, item: Option<&Item>, hint: &mut Hint) -> ServerConfig
     };
     if let Some(i) = t.get("listen")
         && let Some(v) = cx.str_of(i, &t.key("listen"))
-            && let Some(a) = socket_addr(cx, i, &t.key("listen"), &v) {
-                s.listen = a;
-            }
+        && let Some(a) = socket_addr(cx, i, &t.key("listen"), &v)
+    {
+        s.listen = a;
+    }
     if let Some(i) = t.get("admin_listen")
-        && let Some(v) = cx.str_of(i, &t.key("admin_listen")) {
-            if v.is_empty() || v == "off" {
-                s.admin_listen = None;
-            } else if let Some(a) = socket_addr(cx, i, &t.key("admin_listen"), &v) {
-                if a == s.listen && a.port() != 0 {
-                    cx.error(i, &t.key("admin_listen"), format!("`{v}` is also server.listen; use another port or \"off\""));
-                }
-                s.admin_listen = Some(a);
+        && let Some(v) = cx.str_of(i, &t.key("admin_listen"))
+    {
+        if v.is_empty() || v == "off" {
+            s.admin_listen = None;
+        } else if let Some(a) = socket_addr(cx, i, &t.key("admin_listen"), &v) {
+            if a == s.listen && a.port() != 0 {
+                cx.error(
+                    i,
+                    &t.key("admin_listen"),
+                    format!("`{v}` is also server.listen; use another port or \"off\""),
+                );
             }
+            s.admin_listen = Some(a);
         }
+    }
     if let Some(i) = t.get("tls") {
         s.tls = tls(cx, i);
     }
@@ -220,7 +233,10 @@ fn server(cx: &mut Cx<'_>, item: Option<&Item>, hint: &mut Hint) -> ServerConfig
             match trusted_proxy(p) {
                 Ok(net) => {
                     if net != net.trunc() {
-                        cx.warn(format!("{key}: `{p}` has host bits set; it is used as {}", net.trunc()));
+                        cx.warn(format!(
+                            "{key}: `{p}` has host bits set; it is used as {}",
+                            net.trunc()
+                        ));
                     }
                     if net.prefix_len() == 0 {
                         cx.warn(format!(
@@ -261,7 +277,13 @@ fn server(cx: &mut Cx<'_>, item: Option<&Item>, hint: &mut Hint) -> ServerConfig
     if let Some(v) = cx.opt_u64(&t, "max_body_bytes", 0, u64::from(u32::MAX) * 16) {
         s.max_body_bytes = v;
     }
-    s.upstream_connect_timeout = ms(cx, &t, "upstream_connect_timeout_ms", 1, s.upstream_connect_timeout);
+    s.upstream_connect_timeout = ms(
+        cx,
+        &t,
+        "upstream_connect_timeout_ms",
+        1,
+        s.upstream_connect_timeout,
+    );
     s.drain_timeout = ms(cx, &t, "drain_timeout_ms", 0, s.drain_timeout);
     s.idle_timeout = ms(cx, &t, "idle_timeout_ms", 1, s.idle_timeout);
     if let Some(b) = cx.opt_bool(&t, "access_log") {
@@ -284,19 +306,34 @@ fn tls(cx: &mut Cx<'_>, item: &Item) -> Option<TlsConfig> {
     }
     let cert = cx.opt_public_file(&t, "cert");
     if let (Some((pem, src)), Some(i)) = (&cert, t.get("cert"))
-        && !looks_like_pem(pem) {
-            cx.error(i, "server.tls.cert", format!("{src} does not contain a PEM certificate (-----BEGIN …)"));
-        }
+        && !looks_like_pem(pem)
+    {
+        cx.error(
+            i,
+            "server.tls.cert",
+            format!("{src} does not contain a PEM certificate (-----BEGIN …)"),
+        );
+    }
     let key = cx.opt_secret(&t, "key", false);
     if let (Some(k), Some(i)) = (&key, t.get("key"))
-        && !looks_like_pem(k.expose()) {
-            cx.error(i, "server.tls.key", format!("{} does not contain a PEM private key", k.source()));
-        }
+        && !looks_like_pem(k.expose())
+    {
+        cx.error(
+            i,
+            "server.tls.key",
+            format!("{} does not contain a PEM private key", k.source()),
+        );
+    }
     let ca = cx.opt_public_file(&t, "client_ca");
     if let (Some((pem, src)), Some(i)) = (&ca, t.get("client_ca"))
-        && !looks_like_pem(pem) {
-            cx.error(i, "server.tls.client_ca", format!("{src} does not contain PEM certificates"));
-        }
+        && !looks_like_pem(pem)
+    {
+        cx.error(
+            i,
+            "server.tls.client_ca",
+            format!("{src} does not contain PEM certificates"),
+        );
+    }
     let has_ca = t.get("client_ca").is_some();
     let client_auth = match cx.opt_enum(&t, "client_auth", &["none", "optional", "required"]) {
         Some("none") => {
@@ -310,14 +347,13 @@ fn tls(cx: &mut Cx<'_>, item: &Item) -> Option<TlsConfig> {
             ClientAuth::None
         }
         Some(mode @ ("optional" | "required")) => {
-            if !has_ca
-                && let Some(i) = t.get("client_auth") {
-                    cx.error(
+            if !has_ca && let Some(i) = t.get("client_auth") {
+                cx.error(
                         i,
                         "server.tls.client_auth",
                         format!("client_auth = \"{mode}\" needs server.tls.client_ca (the CA that signs client certificates)"),
                     );
-                }
+            }
             if mode == "required" {
                 ClientAuth::Required
             } else {
@@ -344,7 +380,11 @@ fn tls(cx: &mut Cx<'_>, item: &Item) -> Option<TlsConfig> {
 /// address, or a bracketed IPv6 address.
 pub(crate) fn trusted_host(h: &str) -> Result<String, String> {
     let lower = h.to_ascii_lowercase();
-    let bad = |why: &str| Err(format!("`{h}` is not a host name: {why} (e.g. \"api.example.com\" or \"*.example.com\")"));
+    let bad = |why: &str| {
+        Err(format!(
+            "`{h}` is not a host name: {why} (e.g. \"api.example.com\" or \"*.example.com\")"
+        ))
+    };
     if lower.is_empty() {
         return bad("empty");
     }
@@ -377,7 +417,10 @@ pub(crate) fn trusted_host(h: &str) -> Result<String, String> {
         if label.len() > 63 {
             return bad("a label is longer than 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return bad("only letters, digits, `-`, `_` and a leading `*.` are allowed");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -396,7 +439,9 @@ pub(crate) fn trusted_proxy(p: &str) -> Result<IpNet, String> {
     if let Ok(ip) = p.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
-    Err(format!("`{p}` is not a CIDR or an IP address (e.g. \"10.0.0.0/8\" or \"192.0.2.7\")"))
+    Err(format!(
+        "`{p}` is not a CIDR or an IP address (e.g. \"10.0.0.0/8\" or \"192.0.2.7\")"
+    ))
 }
 
 /// An `http`/`https` URL with a host; no user info, query or fragment.
@@ -427,7 +472,9 @@ pub(crate) fn http_url(s: &str) -> Result<http::Uri, String> {
 }
 
 fn valid_name(s: &str, extra: &[u8]) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 fn upstreams(cx: &mut Cx<'_>, item: Option<&Item>) -> BTreeMap<String, UpstreamConfig> {
@@ -464,7 +511,13 @@ fn upstreams(cx: &mut Cx<'_>, item: Option<&Item>) -> BTreeMap<String, UpstreamC
         };
         match http_url(&s) {
             Ok(url) => {
-                out.insert(name.clone(), UpstreamConfig { name: name.clone(), url });
+                out.insert(
+                    name.clone(),
+                    UpstreamConfig {
+                        name: name.clone(),
+                        url,
+                    },
+                );
             }
             Err(m) => cx.error(ui, &key, m),
         }
@@ -478,7 +531,9 @@ pub(crate) fn route_template(s: &str) -> Result<String, String> {
         return Err(format!("`{s}` must start with `/`"));
     }
     if let Some(c) = s.chars().find(|c| matches!(c, '%' | '?' | '#' | '\\')) {
-        return Err(format!("`{s}` contains `{c}`; write the decoded path, without query or fragment"));
+        return Err(format!(
+            "`{s}` contains `{c}`; write the decoded path, without query or fragment"
+        ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("`{s:?}` contains spaces or control characters"));
@@ -500,7 +555,9 @@ pub(crate) fn route_template(s: &str) -> Result<String, String> {
                 return Err(format!("`{s}`: `{seg}` must be a whole `{{name}}` segment"));
             };
             let mut chars = name.chars();
-            let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
             if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
                     "`{s}`: `{{{name}}}` is not a valid parameter name (a letter or `_`, then letters, digits, `_`)"
@@ -510,7 +567,9 @@ pub(crate) fn route_template(s: &str) -> Result<String, String> {
                 return Err(format!("`{s}`: parameter `{{{name}}}` appears twice"));
             }
         } else if seg.contains('{') || seg.contains('}') {
-            return Err(format!("`{s}`: `{seg}` mixes text and a `{{name}}` placeholder; a placeholder is a whole segment"));
+            return Err(format!(
+                "`{s}`: `{seg}` mixes text and a `{{name}}` placeholder; a placeholder is a whole segment"
+            ));
         }
     }
     Ok(trimmed.to_owned())
@@ -525,7 +584,9 @@ fn template_shape(t: &str) -> String {
 }
 
 fn scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 fn routes(
@@ -543,7 +604,10 @@ fn routes(
             item,
             "routes",
             "wrong-type",
-            format!("expected an array of tables ([[routes]]), found {}", item.node.type_name()),
+            format!(
+                "expected an array of tables ([[routes]]), found {}",
+                item.node.type_name()
+            ),
         );
         return out;
     };
@@ -570,10 +634,16 @@ fn routes(
             Some(i) => {
                 let s = cx.str_of(i, &t.key("id")).unwrap_or_default();
                 if !valid_name(&s, b"_.-") {
-                    cx.error(i, &t.key("id"), format!("`{s}`: a route id uses only letters, digits, `_`, `.` and `-`"));
+                    cx.error(
+                        i,
+                        &t.key("id"),
+                        format!("`{s}`: a route id uses only letters, digits, `_`, `.` and `-`"),
+                    );
                     ok = false;
                 } else if let Some(first) = ids.get(&s) {
-                    let at = first.map(|l| format!(" (first at line {l})")).unwrap_or_default();
+                    let at = first
+                        .map(|l| format!(" (first at line {l})"))
+                        .unwrap_or_default();
                     cx.error(i, &t.key("id"), format!("duplicate route id `{s}`{at}"));
                     ok = false;
                 } else {
@@ -612,7 +682,11 @@ fn routes(
                         }
                     }
                     _ => {
-                        cx.error(i, &format!("{path}.methods[{mi}]"), format!("`{m}` is not an HTTP method (e.g. GET, POST)"));
+                        cx.error(
+                            i,
+                            &format!("{path}.methods[{mi}]"),
+                            format!("`{m}` is not an HTTP method (e.g. GET, POST)"),
+                        );
                         ok = false;
                     }
                 }
@@ -647,10 +721,15 @@ fn routes(
             Some(i) => {
                 let s = cx.str_of(i, &t.key("tier"));
                 if let (Some(s), Some(tiers)) = (&s, &tiers)
-                    && !tiers.contains(&s.as_str()) {
-                        cx.error(i, &t.key("tier"), format!("no rate_limit tier `{s}`{}", valid_hint(s, tiers)));
-                        ok = false;
-                    }
+                    && !tiers.contains(&s.as_str())
+                {
+                    cx.error(
+                        i,
+                        &t.key("tier"),
+                        format!("no rate_limit tier `{s}`{}", valid_hint(s, tiers)),
+                    );
+                    ok = false;
+                }
                 s
             }
         };
@@ -660,16 +739,26 @@ fn routes(
                 if scope_token(&s) {
                     scopes.push(s);
                 } else {
-                    cx.error(i, &format!("{path}.scopes[{si}]"), format!("`{s}` is not a scope (no spaces, quotes or backslashes)"));
+                    cx.error(
+                        i,
+                        &format!("{path}.scopes[{si}]"),
+                        format!("`{s}` is not a scope (no spaces, quotes or backslashes)"),
+                    );
                     ok = false;
                 }
             }
         }
-        if public && !scopes.is_empty()
-            && let Some(i) = t.get("scopes") {
-                cx.error(i, &t.key("scopes"), "a public route is not authenticated, so it cannot require scopes");
-                ok = false;
-            }
+        if public
+            && !scopes.is_empty()
+            && let Some(i) = t.get("scopes")
+        {
+            cx.error(
+                i,
+                &t.key("scopes"),
+                "a public route is not authenticated, so it cannot require scopes",
+            );
+            ok = false;
+        }
         let allow_path_params = cx.opt_bool(&t, "allow_path_params").unwrap_or(false);
         let allow_fragment = cx.opt_bool(&t, "allow_fragment").unwrap_or(false);
         let allow_wildcard = cx.opt_bool(&t, "allow_wildcard").unwrap_or(false);
@@ -678,7 +767,8 @@ fn routes(
         }
         let shape = template_shape(&template);
         let clash = shapes.iter().find(|(s, m, _)| {
-            *s == shape && (m.is_empty() || methods.is_empty() || m.iter().any(|x| methods.contains(x)))
+            *s == shape
+                && (m.is_empty() || methods.is_empty() || m.iter().any(|x| methods.contains(x)))
         });
         if let Some((_, _, other)) = clash {
             if let Some(i) = t.get("path") {
@@ -710,7 +800,10 @@ fn routes(
 
 /// A header value rampart will send: visible ASCII, spaces and tabs; no CR/LF.
 pub(crate) fn header_value(s: &str) -> Result<(), String> {
-    if let Some(b) = s.bytes().find(|b| !(*b == b'\t' || (0x20..=0x7e).contains(b))) {
+    if let Some(b) = s
+        .bytes()
+        .find(|b| !(*b == b'\t' || (0x20..=0x7e).contains(b)))
+    {
         return Err(format!(
             "not a valid HTTP header value: byte 0x{b:02x} is not allowed (visible ASCII, spaces and tabs only; no CR/LF)"
         ));
@@ -731,13 +824,29 @@ fn headers(cx: &mut Cx<'_>, item: Option<&Item>) -> HeadersConfig {
     };
     let prod = cx.profile == Profile::Prod;
     let slots: [(&str, &mut Option<String>, bool); 7] = [
-        ("content_security_policy", &mut h.content_security_policy, true),
-        ("strict_transport_security", &mut h.strict_transport_security, true),
+        (
+            "content_security_policy",
+            &mut h.content_security_policy,
+            true,
+        ),
+        (
+            "strict_transport_security",
+            &mut h.strict_transport_security,
+            true,
+        ),
         ("x_frame_options", &mut h.x_frame_options, true),
-        ("x_content_type_options", &mut h.x_content_type_options, true),
+        (
+            "x_content_type_options",
+            &mut h.x_content_type_options,
+            true,
+        ),
         ("referrer_policy", &mut h.referrer_policy, false),
         ("permissions_policy", &mut h.permissions_policy, false),
-        ("cross_origin_opener_policy", &mut h.cross_origin_opener_policy, false),
+        (
+            "cross_origin_opener_policy",
+            &mut h.cross_origin_opener_policy,
+            false,
+        ),
     ];
     for (k, slot, warn_if_off) in slots {
         let Some(i) = t.get(k) else {
@@ -749,7 +858,9 @@ fn headers(cx: &mut Cx<'_>, item: Option<&Item>) -> HeadersConfig {
         if v.is_empty() {
             *slot = None;
             if prod && warn_if_off {
-                cx.warn(format!("headers.{k} = \"\": the header is not sent (profile prod)"));
+                cx.warn(format!(
+                    "headers.{k} = \"\": the header is not sent (profile prod)"
+                ));
             }
         } else if let Err(m) = header_value(&v) {
             cx.error(i, &t.key(k), m);
@@ -769,8 +880,14 @@ mod tests {
     fn templates() {
         assert_eq!(route_template("/").unwrap(), "/");
         assert_eq!(route_template("/a/").unwrap(), "/a");
-        assert_eq!(route_template("/t/{tenant}/jobs").unwrap(), "/t/{tenant}/jobs");
-        for bad in ["", "a", "/a//b", "/a/./b", "/a/..", "/a%2f", "/a?x", "/a#x", "/a\\b", "/{x}/{x}", "/{1x}", "/a{x}", "/{x", "/a b", "/a//"] {
+        assert_eq!(
+            route_template("/t/{tenant}/jobs").unwrap(),
+            "/t/{tenant}/jobs"
+        );
+        for bad in [
+            "", "a", "/a//b", "/a/./b", "/a/..", "/a%2f", "/a?x", "/a#x", "/a\\b", "/{x}/{x}",
+            "/{1x}", "/a{x}", "/{x", "/a b", "/a//",
+        ] {
             assert!(route_template(bad).is_err(), "{bad}");
         }
     }
@@ -784,7 +901,10 @@ mod tests {
         for bad in ["", "https://a", "a:443", "a/b", "a b", "a..b", "-a.b", "*"] {
             assert!(trusted_host(bad).is_err(), "{bad}");
         }
-        assert_eq!(trusted_proxy("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(
+            trusted_proxy("10.0.0.1").unwrap().to_string(),
+            "10.0.0.1/32"
+        );
         assert_eq!(trusted_proxy("::1").unwrap().to_string(), "::1/128");
         assert!(trusted_proxy("10.0.0.0/8").is_ok());
         assert!(trusted_proxy("10.0.0.0/33").is_err());
@@ -794,7 +914,14 @@ mod tests {
     fn urls() {
         assert!(http_url("http://127.0.0.1:3000").is_ok());
         assert!(http_url("https://a.example/prefix").is_ok());
-        for bad in ["ftp://a", "http://u:p@a", "http://a/?q", "http://a/#f", "/path", "a"] {
+        for bad in [
+            "ftp://a",
+            "http://u:p@a",
+            "http://a/?q",
+            "http://a/#f",
+            "/path",
+            "a",
+        ] {
             assert!(http_url(bad).is_err(), "{bad}");
         }
     }

@@ -1,6 +1,11 @@
 //! Loading: schema errors, overlay, environment overrides, secrets, profile rules,
 //! routes and headers.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -16,8 +21,14 @@ use rampart_config::{ClientAuth, Profile};
 fn defaults_are_safe() {
     let c = load(&dev("")).unwrap();
     assert_eq!(c.profile, Profile::Dev);
-    assert_eq!(c.server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
-    assert_eq!(c.server.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(
+        c.server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        c.server.admin_listen,
+        Some("127.0.0.1:9090".parse().unwrap())
+    );
     assert_eq!(c.server.max_header_bytes, 16384);
     assert_eq!(c.server.header_read_timeout, Duration::from_millis(5000));
     assert_eq!(c.server.request_timeout, Duration::from_secs(30));
@@ -32,9 +43,16 @@ fn defaults_are_safe() {
         c.headers.content_security_policy.as_deref(),
         Some("default-src 'none'; frame-ancestors 'none'")
     );
-    assert_eq!(c.headers.cross_origin_opener_policy.as_deref(), Some("same-origin"));
+    assert_eq!(
+        c.headers.cross_origin_opener_policy.as_deref(),
+        Some("same-origin")
+    );
     // Dev with no trusted_hosts: a warning, not an error.
-    assert!(c.warnings.iter().any(|w| w.contains("trusted_hosts")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("trusted_hosts")),
+        "{:?}",
+        c.warnings
+    );
     // Profile defaults to prod.
     let e = errors("[upstreams.app]\nurl = \"http://127.0.0.1:1\"\n");
     assert!(e.errors.iter().any(|d| d.code == "profile"), "{e}");
@@ -149,7 +167,10 @@ kek = "env:RAMPART_KEK"
 [store]
 url = "sqlite://rampart.db"
 "#;
-    let e = env(&[("RAMPART_KEK", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")]);
+    let e = env(&[(
+        "RAMPART_KEK",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    )]);
     let c = rampart_config::load_from_strs(&[("rampart.toml", text)], &e).unwrap();
     assert_eq!(c.routes.len(), 3);
     assert_eq!(c.routes[1].path, "/tenants/{tenant}/jobs");
@@ -160,18 +181,37 @@ url = "sqlite://rampart.db"
     assert_eq!(auth.jwt.as_ref().unwrap().jwks_ttl_s, Some(300));
     assert_eq!(
         c.later.identity_header_names(),
-        vec!["x-auth-request-user", "x-ssl-client-subject", "x-ssl-client-scopes", "x-ssl-client-roles"]
+        vec![
+            "x-auth-request-user",
+            "x-ssl-client-subject",
+            "x-ssl-client-scopes",
+            "x-ssl-client-roles"
+        ]
     );
     assert!(!c.later.anonymous_allowed());
-    assert_eq!(c.later.rate_limit.as_ref().unwrap().tiers["heavy"].per_minute, Some(60));
-    assert_eq!(c.later.crypto.as_ref().unwrap().kek.as_ref().unwrap().source(), "env:RAMPART_KEK");
+    assert_eq!(
+        c.later.rate_limit.as_ref().unwrap().tiers["heavy"].per_minute,
+        Some(60)
+    );
+    assert_eq!(
+        c.later
+            .crypto
+            .as_ref()
+            .unwrap()
+            .kek
+            .as_ref()
+            .unwrap()
+            .source(),
+        "env:RAMPART_KEK"
+    );
     assert!(format!("{c:?}").contains("[redacted]"));
     assert!(!format!("{c:?}").contains("AAAAAAAA"));
 }
 
 #[test]
 fn unknown_key_has_line_suggestion_and_valid_list() {
-    let text = "profile = \"dev\"\n\n[server]\nlisten = \"127.0.0.1:1\"\nlistne = \"127.0.0.1:2\"\n";
+    let text =
+        "profile = \"dev\"\n\n[server]\nlisten = \"127.0.0.1:1\"\nlistne = \"127.0.0.1:2\"\n";
     let e = errors(text);
     let d = diag(&e, "server.listne");
     assert_eq!(d.file, "cfg.toml");
@@ -179,22 +219,58 @@ fn unknown_key_has_line_suggestion_and_valid_list() {
     assert_eq!(d.code, "unknown-key");
     assert!(d.message.contains("did you mean `listen`?"), "{d}");
     assert!(d.message.contains("valid: listen, admin_listen"), "{d}");
-    assert!(d.to_string().starts_with("cfg.toml:5: server.listne: unknown key; did you mean `listen`?"), "{d}");
+    assert!(
+        d.to_string()
+            .starts_with("cfg.toml:5: server.listne: unknown key; did you mean `listen`?"),
+        "{d}"
+    );
 }
 
 #[test]
 fn unknown_keys_everywhere() {
     let cases = [
         ("prfile = \"dev\"\n", "prfile", "profile"),
-        ("[server.tls]\ncert = \"/x\"\nkye = \"env:K\"\n", "server.tls.kye", "key"),
-        ("[upstreams.app]\nurl = \"http://a\"\nulr = \"x\"\n", "upstreams.app.ulr", "url"),
-        ("[[routes]]\nid = \"a\"\npath = \"/\"\nupstream = \"app\"\nmethod = [\"GET\"]\n", "routes[0].method", "methods"),
-        ("[headers]\ncontent_security_polcy = \"x\"\n", "headers.content_security_polcy", "content_security_policy"),
-        ("[auth.jwt]\njwks_ulr = \"https://a\"\n", "auth.jwt.jwks_ulr", "jwks_url"),
+        (
+            "[server.tls]\ncert = \"/x\"\nkye = \"env:K\"\n",
+            "server.tls.kye",
+            "key",
+        ),
+        (
+            "[upstreams.app]\nurl = \"http://a\"\nulr = \"x\"\n",
+            "upstreams.app.ulr",
+            "url",
+        ),
+        (
+            "[[routes]]\nid = \"a\"\npath = \"/\"\nupstream = \"app\"\nmethod = [\"GET\"]\n",
+            "routes[0].method",
+            "methods",
+        ),
+        (
+            "[headers]\ncontent_security_polcy = \"x\"\n",
+            "headers.content_security_polcy",
+            "content_security_policy",
+        ),
+        (
+            "[auth.jwt]\njwks_ulr = \"https://a\"\n",
+            "auth.jwt.jwks_ulr",
+            "jwks_url",
+        ),
         ("[auth]\nmode = [\"jwt\"]\n", "auth.mode", "modes"),
-        ("[rate_limit]\nbackedn = \"memory\"\n", "rate_limit.backedn", "backend"),
-        ("[rate_limit.tiers.x]\nper_minut = 1\n", "rate_limit.tiers.x.per_minut", "per_minute"),
-        ("[audit.retention]\nhot_day = 1\n", "audit.retention.hot_day", "hot_days"),
+        (
+            "[rate_limit]\nbackedn = \"memory\"\n",
+            "rate_limit.backedn",
+            "backend",
+        ),
+        (
+            "[rate_limit.tiers.x]\nper_minut = 1\n",
+            "rate_limit.tiers.x.per_minut",
+            "per_minute",
+        ),
+        (
+            "[audit.retention]\nhot_day = 1\n",
+            "audit.retention.hot_day",
+            "hot_days",
+        ),
         ("[signing]\nkeyid = \"a\"\n", "signing.keyid", "key_id"),
         ("[crypto]\nkeks = \"x\"\n", "crypto.keks", "kek"),
         ("[store]\nurls = \"x\"\n", "store.urls", "url"),
@@ -205,25 +281,51 @@ fn unknown_keys_everywhere() {
         let d = diag(&e, key);
         assert_eq!(d.code, "unknown-key", "{d}");
         assert!(d.line.is_some(), "{d}");
-        assert!(d.message.contains(&format!("did you mean `{suggestion}`")), "{d}");
+        assert!(
+            d.message.contains(&format!("did you mean `{suggestion}`")),
+            "{d}"
+        );
     }
 }
 
 #[test]
 fn wrong_types_name_expected_and_found() {
-    let e = errors(&dev("[server]\nmax_connections = \"many\"\naccess_log = \"yes\"\ntrusted_hosts = \"a.example\"\n"));
+    let e = errors(&dev(
+        "[server]\nmax_connections = \"many\"\naccess_log = \"yes\"\ntrusted_hosts = \"a.example\"\n",
+    ));
     let d = diag(&e, "server.max_connections");
     assert_eq!(d.line, Some(10));
     assert_eq!(d.code, "wrong-type");
-    assert!(d.message.contains("expected an integer, found string"), "{d}");
-    assert!(diag(&e, "server.access_log").message.contains("expected a boolean"));
-    assert!(diag(&e, "server.trusted_hosts").message.contains("expected an array of strings"));
+    assert!(
+        d.message.contains("expected an integer, found string"),
+        "{d}"
+    );
+    assert!(
+        diag(&e, "server.access_log")
+            .message
+            .contains("expected a boolean")
+    );
+    assert!(
+        diag(&e, "server.trusted_hosts")
+            .message
+            .contains("expected an array of strings")
+    );
     let e = errors(&dev("[server]\nmax_header_bytes = 10\n"));
-    assert!(diag(&e, "server.max_header_bytes").message.contains("between 1024 and 1048576"));
+    assert!(
+        diag(&e, "server.max_header_bytes")
+            .message
+            .contains("between 1024 and 1048576")
+    );
     let e = errors(&dev("[server]\nheader_read_timeout_ms = 0\n"));
-    assert_eq!(diag(&e, "server.header_read_timeout_ms").code, "out-of-range");
+    assert_eq!(
+        diag(&e, "server.header_read_timeout_ms").code,
+        "out-of-range"
+    );
     let e = errors("profile = \"dev\"\nserver = 3\n");
-    assert!(diag(&e, "server").message.contains("expected a table"), "{e}");
+    assert!(
+        diag(&e, "server").message.contains("expected a table"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -253,7 +355,10 @@ fn syntax_errors_have_lines() {
     let e = errors("profile = \"dev\"\n[server\nlisten = 1\n");
     assert_eq!(e.errors[0].code, "syntax");
     assert_eq!(e.errors[0].line, Some(2), "{e}");
-    assert!(e.to_string().starts_with("cfg.toml:2: TOML syntax error"), "{e}");
+    assert!(
+        e.to_string().starts_with("cfg.toml:2: TOML syntax error"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -264,25 +369,54 @@ fn server_values() {
     .unwrap();
     assert_eq!(c.server.listen.port(), 8443);
     assert_eq!(c.server.admin_listen, None);
-    assert_eq!(c.server.trusted_hosts, vec!["api.example.com", "*.example.org"]);
-    let p: Vec<String> = c.server.trusted_proxies.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        c.server.trusted_hosts,
+        vec!["api.example.com", "*.example.org"]
+    );
+    let p: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(p, vec!["10.1.2.3/32", "192.168.0.0/16", "::1/128"]);
-    assert_eq!(c.server.data_dir.as_deref(), Some(std::path::Path::new("/var/lib/rampart/data")));
+    assert_eq!(
+        c.server.data_dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/rampart/data"))
+    );
     assert_eq!(c.server.idle_timeout, Duration::from_millis(1500));
     assert!(!c.server.access_log);
-    assert_eq!(load(&dev("[server]\nadmin_listen = \"\"\n")).unwrap().server.admin_listen, None);
+    assert_eq!(
+        load(&dev("[server]\nadmin_listen = \"\"\n"))
+            .unwrap()
+            .server
+            .admin_listen,
+        None
+    );
 
     let e = errors(&dev(
         "[server]\nlisten = \"localhost:80\"\ntrusted_hosts = [\"https://a.example\", \"a.example:443\", \"a b\"]\ntrusted_proxies = [\"10.0.0.0/40\", \"nope\"]\ndata_dir = \"relative\"\nallowed_data_roots = [\"/a/../b\"]\n",
     ));
     assert!(diag(&e, "server.listen").message.contains("IP:port"));
-    assert!(diag(&e, "server.trusted_hosts[0]").message.contains("scheme"));
+    assert!(
+        diag(&e, "server.trusted_hosts[0]")
+            .message
+            .contains("scheme")
+    );
     assert!(diag(&e, "server.trusted_hosts[1]").message.contains("port"));
-    assert!(diag(&e, "server.trusted_hosts[2]").message.contains("spaces"));
+    assert!(
+        diag(&e, "server.trusted_hosts[2]")
+            .message
+            .contains("spaces")
+    );
     diag(&e, "server.trusted_proxies[0]");
     diag(&e, "server.trusted_proxies[1]");
     assert!(diag(&e, "server.data_dir").message.contains("absolute"));
-    assert!(diag(&e, "server.allowed_data_roots[0]").message.contains(".."));
+    assert!(
+        diag(&e, "server.allowed_data_roots[0]")
+            .message
+            .contains("..")
+    );
 }
 
 #[test]
@@ -290,12 +424,19 @@ fn upstream_urls() {
     let e = errors(
         "profile = \"dev\"\n[upstreams.a]\nurl = \"ftp://x\"\n[upstreams.b]\nurl = \"http://u:p@x\"\n[upstreams.c]\nurl = \"http://x/?q=1\"\n[upstreams.\"bad name\"]\nurl = \"http://x\"\n[upstreams.d]\n",
     );
-    assert!(diag(&e, "upstreams.a.url").message.contains("http or https"));
+    assert!(
+        diag(&e, "upstreams.a.url")
+            .message
+            .contains("http or https")
+    );
     assert!(diag(&e, "upstreams.b.url").message.contains("credentials"));
     assert!(diag(&e, "upstreams.c.url").message.contains("query"));
     diag(&e, "upstreams.bad name");
     assert_eq!(diag(&e, "upstreams.d.url").code, "missing-key");
-    let c = load(&dev("[upstreams.p]\nurl = \"https://api.internal:8443/base\"\n")).unwrap();
+    let c = load(&dev(
+        "[upstreams.p]\nurl = \"https://api.internal:8443/base\"\n",
+    ))
+    .unwrap();
     assert_eq!(c.upstreams["p"].url.path(), "/base");
 }
 
@@ -350,7 +491,10 @@ fn env_overrides_number_bool_array_string() {
             ("RAMPART_SERVER__LISTEN", "0.0.0.0:8443"),
             ("RAMPART_SERVER__MAX_CONNECTIONS", "77"),
             ("RAMPART_SERVER__ACCESS_LOG", "false"),
-            ("RAMPART_SERVER__TRUSTED_HOSTS", "[\"x.example\", \"y.example\"]"),
+            (
+                "RAMPART_SERVER__TRUSTED_HOSTS",
+                "[\"x.example\", \"y.example\"]",
+            ),
             ("RAMPART_AUTH__JWT__ISSUER", "12345"),
             ("RAMPART_UPSTREAMS__APP__URL", "http://127.0.0.1:4000"),
             ("RAMPART_LOG", "debug"),
@@ -360,7 +504,10 @@ fn env_overrides_number_bool_array_string() {
     )
     .unwrap();
     assert_eq!(c.profile, Profile::Dev);
-    assert_eq!(c.server.listen, "0.0.0.0:8443".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        c.server.listen,
+        "0.0.0.0:8443".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(c.server.max_connections, 77);
     assert!(!c.server.access_log);
     assert_eq!(c.server.trusted_hosts, vec!["x.example", "y.example"]);
@@ -368,7 +515,11 @@ fn env_overrides_number_bool_array_string() {
     assert_eq!(jwt.issuer.as_deref(), Some("12345"));
     assert_eq!(c.upstreams["app"].url.port_u16(), Some(4000));
     // Routable listener without TLS in dev: a warning.
-    assert!(c.warnings.iter().any(|w| w.contains("server.listen")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("server.listen")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -388,11 +539,31 @@ fn env_override_errors_name_the_variable() {
     assert_eq!(d.file, "env:RAMPART_SERVER__LISTNE");
     assert_eq!(d.line, None);
     assert!(d.message.contains("did you mean `listen`"), "{d}");
-    assert!(d.to_string().starts_with("env:RAMPART_SERVER__LISTNE: server.listne: unknown key"), "{d}");
-    assert_eq!(diag(&e, "server.max_connections").file, "env:RAMPART_SERVER__MAX_CONNECTIONS");
-    assert!(diag(&e, "server.trusted_hosts").message.contains("TOML array"), "{e}");
-    assert!(diag(&e, "servr").message.contains("did you mean `server`"), "{e}");
-    assert!(e.errors.iter().any(|d| d.file == "env:RAMPART_SERVER____LISTEN"), "{e}");
+    assert!(
+        d.to_string()
+            .starts_with("env:RAMPART_SERVER__LISTNE: server.listne: unknown key"),
+        "{d}"
+    );
+    assert_eq!(
+        diag(&e, "server.max_connections").file,
+        "env:RAMPART_SERVER__MAX_CONNECTIONS"
+    );
+    assert!(
+        diag(&e, "server.trusted_hosts")
+            .message
+            .contains("TOML array"),
+        "{e}"
+    );
+    assert!(
+        diag(&e, "servr").message.contains("did you mean `server`"),
+        "{e}"
+    );
+    assert!(
+        e.errors
+            .iter()
+            .any(|d| d.file == "env:RAMPART_SERVER____LISTEN"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -421,7 +592,10 @@ fn tls_from_env_and_file() {
     write(&key, PEM_KEY, 0o600);
     write(&ca, PEM_CERT, 0o644);
     let text = prod(
-        &format!("tls = {{ cert = \"{}\", key = \"env:TLS_KEY\" }}", cert.display()),
+        &format!(
+            "tls = {{ cert = \"{}\", key = \"env:TLS_KEY\" }}",
+            cert.display()
+        ),
         "",
     );
     let c = load_env(&text, &[("TLS_KEY", PEM_KEY)]).unwrap();
@@ -456,7 +630,11 @@ fn tls_from_env_and_file() {
         ),
         "",
     );
-    assert!(diag(&errors(&text), "server.tls.client_auth").message.contains("client_ca"));
+    assert!(
+        diag(&errors(&text), "server.tls.client_auth")
+            .message
+            .contains("client_ca")
+    );
 }
 
 #[test]
@@ -466,30 +644,58 @@ fn secret_file_modes_and_references() {
     let key = dir.path().join("tls.key");
     write(&cert, PEM_CERT, 0o644);
     write(&key, PEM_KEY, 0o644);
-    let tls = |k: &str| prod(&format!("tls = {{ cert = \"{}\", key = \"{k}\" }}", cert.display()), "");
+    let tls = |k: &str| {
+        prod(
+            &format!("tls = {{ cert = \"{}\", key = \"{k}\" }}", cert.display()),
+            "",
+        )
+    };
 
     let e = errors(&tls(&format!("file:{}", key.display())));
     let d = diag(&e, "server.tls.key");
     assert_eq!(d.code, "secret-file-mode");
     assert_eq!(
         d.message,
-        format!("secret file {} is readable by group/other (mode 0644); chmod 600", key.display())
+        format!(
+            "secret file {} is readable by group/other (mode 0644); chmod 600",
+            key.display()
+        )
     );
     write(&key, PEM_KEY, 0o640);
-    assert!(diag(&errors(&tls(&format!("file:{}", key.display()))), "server.tls.key").message.contains("0640"));
+    assert!(
+        diag(
+            &errors(&tls(&format!("file:{}", key.display()))),
+            "server.tls.key"
+        )
+        .message
+        .contains("0640")
+    );
     write(&key, PEM_KEY, 0o600);
     assert!(load(&tls(&format!("file:{}", key.display()))).is_ok());
 
     // Missing file, missing/empty env var, a literal key, a directory.
-    assert!(diag(&errors(&tls("file:/nonexistent/k")), "server.tls.key").message.contains("does not exist"));
-    assert!(diag(&errors(&tls("env:NOPE")), "server.tls.key").message.contains("NOPE is not set"));
+    assert!(
+        diag(&errors(&tls("file:/nonexistent/k")), "server.tls.key")
+            .message
+            .contains("does not exist")
+    );
+    assert!(
+        diag(&errors(&tls("env:NOPE")), "server.tls.key")
+            .message
+            .contains("NOPE is not set")
+    );
     let e = load_env(&tls("env:EMPTY"), &[("EMPTY", "")]).unwrap_err();
     assert!(diag(&e, "server.tls.key").message.contains("empty"));
     let e = errors(&tls(PEM_KEY.replace('\n', "\\n").as_str()));
     assert_eq!(diag(&e, "server.tls.key").code, "secret-literal");
-    assert!(diag(&errors(&tls(&format!("file:{}", dir.path().display()))), "server.tls.key")
+    assert!(
+        diag(
+            &errors(&tls(&format!("file:{}", dir.path().display()))),
+            "server.tls.key"
+        )
         .message
-        .contains("not a regular file"));
+        .contains("not a regular file")
+    );
     // Not PEM.
     let e = load_env(&tls("env:K"), &[("K", "just text")]).unwrap_err();
     assert!(diag(&e, "server.tls.key").message.contains("PEM"));
@@ -501,7 +707,11 @@ fn relative_file_secrets_are_relative_to_the_config_file() {
     write(&dir.path().join("tls.crt"), PEM_CERT, 0o644);
     write(&dir.path().join("tls.key"), PEM_KEY, 0o600);
     let cfg = dir.path().join("rampart.toml");
-    write(&cfg, &prod("tls = { cert = \"tls.crt\", key = \"file:tls.key\" }", ""), 0o644);
+    write(
+        &cfg,
+        &prod("tls = { cert = \"tls.crt\", key = \"file:tls.key\" }", ""),
+        0o644,
+    );
     let c = rampart_config::load_with_env(&[cfg], &[]).unwrap();
     assert!(c.server.tls.is_some());
 }
@@ -509,14 +719,27 @@ fn relative_file_secrets_are_relative_to_the_config_file() {
 #[test]
 fn hs256_secret_rules() {
     let secret = "0123456789abcdef0123456789abcdef";
-    let text = dev("[auth.jwt]\nhs256_secret = \"env:RAMPART_JWT_SECRET\"\nallowed_algs = [\"HS256\"]\n");
+    let text =
+        dev("[auth.jwt]\nhs256_secret = \"env:RAMPART_JWT_SECRET\"\nallowed_algs = [\"HS256\"]\n");
     let c = load_env(&text, &[("RAMPART_JWT_SECRET", secret)]).unwrap();
     let j = c.later.auth.as_ref().unwrap().jwt.as_ref().unwrap();
     assert_eq!(j.hs256_secret.as_ref().unwrap().expose(), secret.as_bytes());
-    assert!(c.warnings.iter().any(|w| w.contains("hs256_secret")), "{:?}", c.warnings);
-    assert!(c.warnings.iter().any(|w| w.contains("allowed_algs")), "{:?}", c.warnings);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("hs256_secret")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings.iter().any(|w| w.contains("allowed_algs")),
+        "{:?}",
+        c.warnings
+    );
     let e = load_env(&text, &[("RAMPART_JWT_SECRET", "short")]).unwrap_err();
-    assert!(diag(&e, "auth.jwt.hs256_secret").message.contains("32 bytes"));
+    assert!(
+        diag(&e, "auth.jwt.hs256_secret")
+            .message
+            .contains("32 bytes")
+    );
 }
 
 // ---- profile rules --------------------------------------------------------------------
@@ -532,14 +755,30 @@ fn prod_refuses_dev_warns(server_extra: &str, extra: &str, key: &str, env_pairs:
     assert!(d.line.is_some(), "{d}");
     let dev_text = text.replace("profile = \"prod\"", "profile = \"dev\"");
     let c = load_env(&dev_text, env_pairs).unwrap_or_else(|e| panic!("dev refused:\n{e}"));
-    assert!(c.warnings.iter().any(|w| w.contains(key) && w.starts_with("dev profile")), "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains(key) && w.starts_with("dev profile")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
 fn profile_hs256() {
     let s = [("S", "0123456789abcdef0123456789abcdef")];
-    prod_refuses_dev_warns("", "[auth.jwt]\nhs256_secret = \"env:S\"\n", "auth.jwt.hs256_secret", &s);
-    prod_refuses_dev_warns("", "[auth.jwt]\nallowed_algs = [\"RS256\", \"HS256\"]\n", "auth.jwt.allowed_algs", &[]);
+    prod_refuses_dev_warns(
+        "",
+        "[auth.jwt]\nhs256_secret = \"env:S\"\n",
+        "auth.jwt.hs256_secret",
+        &s,
+    );
+    prod_refuses_dev_warns(
+        "",
+        "[auth.jwt]\nallowed_algs = [\"RS256\", \"HS256\"]\n",
+        "auth.jwt.allowed_algs",
+        &[],
+    );
 }
 
 #[test]
@@ -551,24 +790,44 @@ fn profile_plain_http_jwks() {
         &[],
     );
     // Non-loopback plain HTTP: refused even in dev.
-    let e = errors(&dev("[auth.jwt]\njwks_url = \"http://id.example.com/jwks.json\"\n"));
+    let e = errors(&dev(
+        "[auth.jwt]\njwks_url = \"http://id.example.com/jwks.json\"\n",
+    ));
     assert!(diag(&e, "auth.jwt.jwks_url").message.contains("loopback"));
-    assert!(load(&prod("", "[auth.jwt]\njwks_url = \"https://id.example.com/jwks.json\"\n")).is_ok());
+    assert!(
+        load(&prod(
+            "",
+            "[auth.jwt]\njwks_url = \"https://id.example.com/jwks.json\"\n"
+        ))
+        .is_ok()
+    );
 }
 
 #[test]
 fn profile_auth_mode_none() {
-    prod_refuses_dev_warns("", "[auth]\nmodes = [\"jwt\", \"none\"]\n", "auth.modes", &[]);
+    prod_refuses_dev_warns(
+        "",
+        "[auth]\nmodes = [\"jwt\", \"none\"]\n",
+        "auth.modes",
+        &[],
+    );
     let c = load(&dev("[auth]\nmodes = [\"none\"]\n")).unwrap();
     assert!(c.later.anonymous_allowed());
     let e = errors(&dev("[auth]\nmodes = [\"jwt\", \"oauth\", \"jwt\"]\n"));
-    assert!(diag(&e, "auth.modes[1]").message.contains("valid: jwt, api_key, mtls, signature, none"));
+    assert!(
+        diag(&e, "auth.modes[1]")
+            .message
+            .contains("valid: jwt, api_key, mtls, signature, none")
+    );
     assert!(diag(&e, "auth.modes[2]").message.contains("twice"));
 }
 
 #[test]
 fn profile_empty_trusted_hosts() {
-    let text = prod("", "").replace("trusted_hosts = [\"api.example.com\"]", "trusted_hosts = []");
+    let text = prod("", "").replace(
+        "trusted_hosts = [\"api.example.com\"]",
+        "trusted_hosts = []",
+    );
     let e = errors(&text);
     let d = diag(&e, "server.trusted_hosts");
     assert_eq!(d.code, "profile");
@@ -581,7 +840,13 @@ fn profile_empty_trusted_hosts() {
 fn profile_routable_listener_without_tls() {
     prod_refuses_dev_warns("listen = \"0.0.0.0:8080\"", "", "server.listen", &[]);
     // Allowed when TLS ends at a trusted proxy.
-    assert!(load(&prod("listen = \"0.0.0.0:8080\"\ntrusted_proxies = [\"10.0.0.0/8\"]", "")).is_ok());
+    assert!(
+        load(&prod(
+            "listen = \"0.0.0.0:8080\"\ntrusted_proxies = [\"10.0.0.0/8\"]",
+            ""
+        ))
+        .is_ok()
+    );
     // Loopback needs neither.
     assert!(load(&prod("listen = \"127.0.0.1:8080\"", "")).is_ok());
 }
@@ -599,15 +864,43 @@ fn route_validation() {
         [[routes]]\nid = \"shadow\"\npath = \"/a/{y}\"\nupstream = \"app\"\nmethods = [\"POST\"]\n\
         [[routes]]\nid = \"bad-scope\"\npath = \"/s\"\nupstream = \"app\"\nscopes = [\"a b\"]\n";
     let e = errors(text);
-    assert!(diag(&e, "routes[1].id").message.contains("duplicate route id `ok` (first at line 7)"), "{e}");
-    assert!(diag(&e, "routes[1].upstream").message.contains("did you mean `app`"), "{e}");
-    assert!(diag(&e, "routes[1].tier").message.contains("did you mean `heavy`"), "{e}");
+    assert!(
+        diag(&e, "routes[1].id")
+            .message
+            .contains("duplicate route id `ok` (first at line 7)"),
+        "{e}"
+    );
+    assert!(
+        diag(&e, "routes[1].upstream")
+            .message
+            .contains("did you mean `app`"),
+        "{e}"
+    );
+    assert!(
+        diag(&e, "routes[1].tier")
+            .message
+            .contains("did you mean `heavy`"),
+        "{e}"
+    );
     assert!(diag(&e, "routes[2].path").message.contains("`..`"), "{e}");
-    assert!(diag(&e, "routes[2].methods[0]").message.contains("not an HTTP method"), "{e}");
+    assert!(
+        diag(&e, "routes[2].methods[0]")
+            .message
+            .contains("not an HTTP method"),
+        "{e}"
+    );
     assert_eq!(diag(&e, "routes[3].id").code, "missing-key");
     assert_eq!(diag(&e, "routes[3].upstream").code, "missing-key");
-    assert!(diag(&e, "routes[4].scopes").message.contains("public"), "{e}");
-    assert!(diag(&e, "routes[5].path").message.contains("can never match"), "{e}");
+    assert!(
+        diag(&e, "routes[4].scopes").message.contains("public"),
+        "{e}"
+    );
+    assert!(
+        diag(&e, "routes[5].path")
+            .message
+            .contains("can never match"),
+        "{e}"
+    );
     diag(&e, "routes[6].scopes[0]");
 
     let c = load(
@@ -618,7 +911,10 @@ fn route_validation() {
     )
     .unwrap();
     assert_eq!(c.routes[0].path, "/a/{x}");
-    assert_eq!(c.routes[0].methods, vec![http::Method::GET, http::Method::POST]);
+    assert_eq!(
+        c.routes[0].methods,
+        vec![http::Method::GET, http::Method::POST]
+    );
     assert!(c.routes[1].allow_wildcard);
     assert_eq!(c.routes[2].path, "/");
     assert!(c.routes[2].methods.is_empty());
@@ -627,7 +923,11 @@ fn route_validation() {
     let c = load("profile = \"dev\"\n").unwrap();
     assert!(c.warnings.iter().any(|w| w.contains("no routes")));
     // routes must be an array of tables.
-    assert!(diag(&errors("profile = \"dev\"\nroutes = 1\n"), "routes").message.contains("[[routes]]"));
+    assert!(
+        diag(&errors("profile = \"dev\"\nroutes = 1\n"), "routes")
+            .message
+            .contains("[[routes]]")
+    );
 }
 
 // ---- headers --------------------------------------------------------------------------
@@ -642,8 +942,18 @@ fn header_values_and_disabling() {
     assert_eq!(c.headers.content_security_policy, None);
     assert_eq!(c.headers.permissions_policy, None);
     assert_eq!(c.headers.referrer_policy.as_deref(), Some("same-origin"));
-    assert!(c.warnings.iter().any(|w| w.contains("content_security_policy")), "{:?}", c.warnings);
-    assert!(!c.warnings.iter().any(|w| w.contains("permissions_policy")), "{:?}", c.warnings);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("content_security_policy")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        !c.warnings.iter().any(|w| w.contains("permissions_policy")),
+        "{:?}",
+        c.warnings
+    );
     // Dev: no warning for disabling.
     let c = load(&dev("[headers]\nx_frame_options = \"\"\n")).unwrap();
     assert!(!c.warnings.iter().any(|w| w.contains("x_frame_options")));
@@ -651,9 +961,16 @@ fn header_values_and_disabling() {
     let e = errors(&dev(
         "[headers]\nx_frame_options = \"DENY\\r\\nSet-Cookie: a=b\"\nreferrer_policy = \"caf\u{e9}\"\nstrict_transport_security = \" max-age=1\"\n",
     ));
-    assert!(diag(&e, "headers.x_frame_options").message.contains("0x0d"), "{e}");
+    assert!(
+        diag(&e, "headers.x_frame_options").message.contains("0x0d"),
+        "{e}"
+    );
     diag(&e, "headers.referrer_policy");
-    assert!(diag(&e, "headers.strict_transport_security").message.contains("whitespace"));
+    assert!(
+        diag(&e, "headers.strict_transport_security")
+            .message
+            .contains("whitespace")
+    );
 }
 
 // ---- later sections -------------------------------------------------------------------
@@ -670,7 +987,11 @@ fn later_section_values() {
     )
     .unwrap_err();
     assert_eq!(diag(&e, "rate_limit.redis_url").code, "missing-key");
-    assert!(diag(&e, "rate_limit.on_backend_error").message.contains("valid: deny, allow"));
+    assert!(
+        diag(&e, "rate_limit.on_backend_error")
+            .message
+            .contains("valid: deny, allow")
+    );
     assert!(diag(&e, "audit.dir").message.contains("relative"));
     assert!(diag(&e, "audit.retention").message.contains("hot_days"));
     diag(&e, "signing.provider");

@@ -385,8 +385,7 @@ impl Stage for RequestIdStage {
     type State = HeaderValue;
 
     fn on_request<B>(&self, req: &mut Request<B>) -> Result<HeaderValue, Reject> {
-        let trusted =
-            peer_of(req).is_some_and(|c| is_trusted(&self.trusted_proxies, c.peer.ip()));
+        let trusted = peer_of(req).is_some_and(|c| is_trusted(&self.trusted_proxies, c.peer.ip()));
         let id = match req.headers().get(X_REQUEST_ID) {
             Some(v)
                 if trusted

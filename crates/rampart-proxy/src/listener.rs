@@ -222,7 +222,8 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(self.info.clone());
         if req.version() <= http::Version::HTTP_11 && self.flags.next_had_fragment() {
-            req.extensions_mut().insert(RawTarget { had_fragment: true });
+            req.extensions_mut()
+                .insert(RawTarget { had_fragment: true });
         }
         let mut p = (*self.gw.pipeline()).clone();
         p.call(req)

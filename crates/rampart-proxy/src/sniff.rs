@@ -118,7 +118,10 @@ impl Framer {
                 State::Head(buf) => {
                     if buf.is_empty() {
                         // Empty lines before a request line are tolerated (RFC 9112 §2.2).
-                        let skip = data.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                        let skip = data
+                            .iter()
+                            .take_while(|b| **b == b'\r' || **b == b'\n')
+                            .count();
                         data = data.get(skip..).unwrap_or(&[]);
                         if data.is_empty() {
                             return;
@@ -235,7 +238,9 @@ impl Framer {
                     .next()
                     .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse().ok());
+                length = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
             } else if h.name.eq_ignore_ascii_case("upgrade") {
                 upgrade = true;
             }
@@ -272,7 +277,11 @@ impl<S> Sniff<S> {
 }
 
 impl<S: AsyncRead> AsyncRead for Sniff<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);

@@ -273,3 +273,47 @@ fn check_names_unknown_keys_with_line_and_suggestion() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn connection_cap_closes_excess_connections() {
+    use std::io::{Read, Write};
+    let up = Upstream::start();
+    let cfg = base_config(up.addr, "").replace(
+        "drain_timeout_ms = 10000",
+        "drain_timeout_ms = 10000\nmax_connections = 2",
+    );
+    let gw = Gateway::start(&cfg);
+    // Two idle keep-alive connections hold both slots.
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 12];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"HTTP/1.1 200");
+            s
+        })
+        .collect();
+    let mut third = std::net::TcpStream::connect(gw.addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = third.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut buf = [0u8; 16];
+    let n = third.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "third connection was served");
+    let m = gw.admin_get("/metrics").text();
+    assert!(m.contains("rampart_connections_rejected_total 1"), "{m}");
+    drop(held);
+    // Slots free up again.
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if gw.get("/status").status == 200 {
+            break;
+        }
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

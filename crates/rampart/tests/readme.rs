@@ -5,7 +5,8 @@
 #[test]
 fn readme_config_reference_loads() {
     let readme = include_str!("../../../README.md");
-    let start = readme.find("```toml reference\n").expect("reference block") + "```toml reference\n".len();
+    let start =
+        readme.find("```toml reference\n").expect("reference block") + "```toml reference\n".len();
     let len = readme[start..].find("```").expect("end of block");
     let block = &readme[start..start + len];
     let cfg = rampart_config::load_from_strs(&[("README.md", block)], &[])
@@ -14,7 +15,10 @@ fn readme_config_reference_loads() {
     assert_eq!(cfg.server.max_header_bytes, 16384);
     // The defaults the README shows are the code's defaults.
     let minimal = rampart_config::load_from_strs(
-        &[("min.toml", "profile = \"dev\"\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n")],
+        &[(
+            "min.toml",
+            "profile = \"dev\"\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n",
+        )],
         &[],
     )
     .unwrap();

@@ -14,7 +14,9 @@ static N: AtomicU32 = AtomicU32::new(0);
 /// True when no ancestor of `p` is group/world-writable (what the data-root rule needs).
 fn ancestors_clean(p: &Path) -> bool {
     p.ancestors().all(|a| {
-        std::fs::metadata(a).map(|m| m.permissions().mode() & 0o022 == 0).unwrap_or(false)
+        std::fs::metadata(a)
+            .map(|m| m.permissions().mode() & 0o022 == 0)
+            .unwrap_or(false)
     })
 }
 
@@ -26,7 +28,11 @@ pub fn clean_dir(name: &str) -> Option<PathBuf> {
     let unique = format!("{name}-{}-{n}", std::process::id());
     let mut bases = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-config-tests")];
     if let Some(home) = std::env::var_os("HOME") {
-        bases.push(PathBuf::from(home).join(".cache").join("rampart-config-tests"));
+        bases.push(
+            PathBuf::from(home)
+                .join(".cache")
+                .join("rampart-config-tests"),
+        );
     }
     for base in bases {
         if std::fs::create_dir_all(&base).is_err() {
@@ -44,7 +50,9 @@ pub fn clean_dir(name: &str) -> Option<PathBuf> {
         }
         let _ = std::fs::remove_dir_all(&d);
     }
-    eprintln!("skipping: no directory without group/world-writable ancestors is available for {name}");
+    eprintln!(
+        "skipping: no directory without group/world-writable ancestors is available for {name}"
+    );
     None
 }
 
@@ -59,7 +67,10 @@ pub fn write(path: &Path, text: &str, mode: u32) {
 }
 
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A minimal valid dev config; `extra` is appended.

@@ -1325,6 +1325,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn host_of_never_panics_and_returns_a_clean_host(s in "\\PC{0,300}") {
+            if let Some(h) = host_of(&s) {
+                proptest::prop_assert!(!h.is_empty());
+                proptest::prop_assert!(!h.contains(':') || h.starts_with('['));
+                proptest::prop_assert!(h.bytes().all(|b| b.is_ascii_graphic()));
+            }
+        }
+
+        #[test]
+        fn rampart_alias_detection_matches_canonical_form(s in "[a-zA-Z._-]{0,24}") {
+            let canon = s.to_ascii_lowercase().replace(['_', '.'], "-");
+            proptest::prop_assert_eq!(is_rampart_header(s.as_bytes()), canon.starts_with("x-rampart-"));
+        }
+    }
+
     #[test]
     fn host_allowlist() {
         let l = HostLayer::new(vec!["api.example.com".into(), "*.apps.example.com".into()]);

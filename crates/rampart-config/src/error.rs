@@ -82,7 +82,7 @@ pub(crate) fn suggest<'a>(got: &str, valid: &[&'a str]) -> Option<&'a str> {
     let got_l = got.to_ascii_lowercase();
     valid
         .iter()
-        .map(|v| (edit_distance(&got_l, v), *v))
+        .map(|v| (edit_distance(&got_l, &v.to_ascii_lowercase()), *v))
         .filter(|(d, v)| *d <= (v.len().max(got_l.len()) / 3).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, v)| v)

@@ -78,6 +78,10 @@ const HEADER_KEYS: &[&str] = &[
     "cross_origin_opener_policy",
 ];
 
+const STANDARD_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
 /// One day, the upper bound on every `*_ms` setting.
 const MAX_MS: u64 = 86_400_000;
 
@@ -677,6 +681,12 @@ fn routes(
                 let up = m.to_ascii_uppercase();
                 match http::Method::from_bytes(up.as_bytes()) {
                     Ok(method) if !up.is_empty() => {
+                        if !STANDARD_METHODS.contains(&up.as_str()) {
+                            cx.warn(format!(
+                                "{path}.methods[{mi}]: `{up}` is not a standard HTTP method{}",
+                                valid_hint(&up, STANDARD_METHODS)
+                            ));
+                        }
                         if !methods.contains(&method) {
                             methods.push(method);
                         }

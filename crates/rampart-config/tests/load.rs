@@ -918,6 +918,15 @@ fn route_validation() {
     assert!(c.routes[1].allow_wildcard);
     assert_eq!(c.routes[2].path, "/");
     assert!(c.routes[2].methods.is_empty());
+    // A non-standard (but valid) method is accepted with a warning and a suggestion.
+    let c = load(&dev("methods = [\"GETT\"]\n")).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("routes[0].methods[0]") && w.contains("did you mean `GET`")),
+        "{:?}",
+        c.warnings
+    );
 
     // Zero routes: allowed, with a warning.
     let c = load("profile = \"dev\"\n").unwrap();

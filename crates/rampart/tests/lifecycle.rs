@@ -310,7 +310,11 @@ fn connection_cap_closes_excess_connections() {
     // Slots free up again.
     let end = Instant::now() + Duration::from_secs(5);
     loop {
-        if gw.get("/status").status == 200 {
+        let r = try_raw(
+            gw.addr,
+            b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        );
+        if r.is_some_and(|r| r.status == 200) {
             break;
         }
         assert!(Instant::now() < end);

@@ -409,10 +409,15 @@ pub fn raw(addr: SocketAddr, request: &str) -> Resp {
 }
 
 pub fn raw_bytes(addr: SocketAddr, request: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_raw(addr, request).unwrap_or_else(|| panic!("no response"))
+}
+
+/// Like [`raw_bytes`], `None` when the connection closes without a response.
+pub fn try_raw(addr: SocketAddr, request: &[u8]) -> Option<Resp> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let _ = s.write_all(request);
-    read_response(&mut s).unwrap_or_else(|| panic!("no response"))
+    read_response(&mut s)
 }
 
 pub fn read_response(s: &mut TcpStream) -> Option<Resp> {

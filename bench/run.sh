@@ -109,7 +109,7 @@ oha=$(command -v oha || true)
 [[ -n $oha ]] || oha=$here/.tools/bin/oha
 if [[ ! -x $oha ]]; then
   say "installing oha $OHA_VERSION into bench/.tools (compiles once, a few minutes on 2 cores)"
-  cargo install oha --version "$OHA_VERSION" --locked --no-default-features \
+  cargo install oha --version "$OHA_VERSION" --locked \
     --root "$here/.tools" >"$out/oha-install.log" 2>&1 \
     || { tail -20 "$out/oha-install.log" >&2; die "cargo install oha failed"; }
 fi

@@ -25,10 +25,7 @@ pub const BUILD: BuildInfo = BuildInfo {
 
 pub fn run(paths: &[PathBuf]) -> u8 {
     logging::init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the runtime");
@@ -36,6 +33,22 @@ pub fn run(paths: &[PathBuf]) -> u8 {
         }
     };
     rt.block_on(serve(paths.to_vec(), |_, _| {}))
+}
+
+/// One event loop per usable CPU. On a single CPU (a pinned process, a one-core
+/// container) a current-thread runtime avoids handing work between a worker and the
+/// main thread.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
 }
 
 /// Loads the configuration and runs the data-root and secret checks a start needs.

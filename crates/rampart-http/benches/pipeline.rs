@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
                 tls: None,
             });
             let mut s = svc.clone();
-            rt.block_on(s.call(req)).unwrap()
+            rt.block_on(async move { s.call(req).await }).unwrap()
         })
     });
 }

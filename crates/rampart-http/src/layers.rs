@@ -1117,7 +1117,7 @@ pub struct AccessLog<S> {
 #[derive(Debug)]
 pub struct RequestFacts {
     method: http::Method,
-    path: String,
+    uri: http::Uri,
     version: http::Version,
 }
 
@@ -1134,17 +1134,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let facts = self.layer.sink.as_ref().map(|_| {
-            let p = req.uri().path();
-            let p = match p.char_indices().nth(MAX_LOGGED_PATH) {
-                Some((i, _)) => p.get(..i).unwrap_or(""),
-                None => p,
-            };
-            RequestFacts {
-                method: req.method().clone(),
-                path: p.to_owned(),
-                version: req.version(),
-            }
+        let facts = self.layer.sink.as_ref().map(|_| RequestFacts {
+            method: req.method().clone(),
+            // A cheap clone (shared bytes); cut to MAX_LOGGED_PATH when the line is written.
+            uri: req.uri().clone(),
+            version: req.version(),
         });
         AccessLogFuture {
             fut: self.inner.call(req),
@@ -1228,7 +1222,12 @@ fn access_line(
     s.push_str(",\"method\":");
     push_json_str(&mut s, facts.method.as_str());
     s.push_str(",\"path\":");
-    push_json_str(&mut s, &facts.path);
+    let p = facts.uri.path();
+    let p = match p.char_indices().nth(MAX_LOGGED_PATH) {
+        Some((i, _)) => p.get(..i).unwrap_or(""),
+        None => p,
+    };
+    push_json_str(&mut s, p);
     let _ = write!(s, ",\"http\":\"{:?}\"", facts.version);
     s.push_str(",\"route\":");
     match resp.extensions().get::<MatchedRoute>() {

@@ -95,17 +95,20 @@ impl Upstream {
         })
     }
 
-    fn uri_for(&self, path_and_query: &str) -> Result<Uri, http::Error> {
-        let pq = if self.prefix.is_empty() {
-            path_and_query.to_owned()
-        } else {
-            format!("{}{}", self.prefix, path_and_query)
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+    /// The upstream URI for a request's (already normalized) path and query. Without a
+    /// prefix the request's `PathAndQuery` is reused as is (no copy).
+    fn uri_for(&self, pq: Option<&http::uri::PathAndQuery>) -> Result<Uri, http::Error> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(match (pq, self.prefix.is_empty()) {
+            (Some(pq), true) => pq.clone(),
+            (pq, _) => {
+                let tail = pq.map_or("/", http::uri::PathAndQuery::as_str);
+                http::uri::PathAndQuery::try_from(format!("{}{tail}", self.prefix))?
+            }
+        });
+        Ok(Uri::from_parts(parts)?)
     }
 }
 
@@ -159,12 +162,7 @@ where
                 Reject::Internal.into_response(request_id.as_ref())
             )));
         };
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        let uri = match upstream.uri_for(pq) {
+        let uri = match upstream.uri_for(parts.uri.path_and_query()) {
             Ok(u) => u,
             Err(_) => {
                 return Box::pin(std::future::ready(Ok(

@@ -95,6 +95,43 @@ pub fn config_reasons(cfg: &Config) -> Vec<Reason> {
             message: cfg.warnings.join("; "),
         });
     }
+    // Fail-open choices are explicit in config and visible here (and as health_reason).
+    let later = &cfg.later;
+    if later
+        .rate_limit
+        .as_ref()
+        .and_then(|r| r.on_backend_error)
+        .is_some_and(|o| o == rampart_config::raw::OnFailure::Allow)
+    {
+        r.push(Reason {
+            code: "fail_open_rate_limit".into(),
+            severity: Severity::Info,
+            message: "rate_limit.on_backend_error = \"allow\": requests pass when the limiter backend fails".into(),
+        });
+    }
+    if later
+        .audit
+        .as_ref()
+        .and_then(|a| a.on_failure)
+        .is_some_and(|o| o == rampart_config::raw::OnFailure::Allow)
+    {
+        r.push(Reason {
+            code: "fail_open_audit".into(),
+            severity: Severity::Info,
+            message:
+                "audit.on_failure = \"allow\": requests pass when an audit record cannot be written"
+                    .into(),
+        });
+    }
+    if later.anonymous_allowed() {
+        r.push(Reason {
+            code: "anonymous_access".into(),
+            severity: Severity::Info,
+            message:
+                "auth.modes contains \"none\": every route is reachable without authentication"
+                    .into(),
+        });
+    }
     if cfg.server.tls.is_none() {
         r.push(Reason {
             code: "tls_disabled".into(),

@@ -321,3 +321,29 @@ fn connection_cap_closes_excess_connections() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn fail_open_choices_are_visible_in_healthz_and_metrics() {
+    let up = Upstream::start();
+    let cfg = format!(
+        "{}\n[rate_limit]\non_backend_error = \"allow\"\n\n[audit]\non_failure = \"allow\"\n",
+        base_config(up.addr, "")
+    );
+    let gw = Gateway::start(&cfg);
+    let h = gw.admin_get("/healthz");
+    assert_eq!(h.status, 200, "{}", h.text());
+    let v = h.json();
+    let reasons: Vec<&str> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"fail_open_rate_limit"), "{v}");
+    assert!(reasons.contains(&"fail_open_audit"), "{v}");
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("health_reason{reason=\"fail_open_rate_limit\",severity=\"info\"} 1"),
+        "{m}"
+    );
+}

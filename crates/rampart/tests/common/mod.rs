@@ -30,6 +30,16 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     pub body_bytes: u64,
     pub body_complete: bool,
+    /// Unique per request, so a late update after `clear()` never lands on another entry.
+    pub id: u64,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn update(seen: &Mutex<Vec<Seen>>, id: u64, f: impl FnOnce(&mut Seen)) {
+    if let Some(e) = seen.lock().unwrap().iter_mut().find(|e| e.id == id) {
+        f(e);
+    }
 }
 
 impl Seen {
@@ -108,32 +118,31 @@ async fn handle(
     seen: Arc<Mutex<Vec<Seen>>>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let (parts, mut body) = req.into_parts();
-    let idx = {
-        let mut s = seen.lock().unwrap();
-        s.push(Seen {
-            method: parts.method.to_string(),
-            target: parts.uri.to_string(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            body_bytes: 0,
-            body_complete: false,
-        });
-        s.len() - 1
-    };
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_bytes: 0,
+        body_complete: false,
+        id,
+    });
     let mut complete = true;
     while let Some(f) = body.frame().await {
         match f {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
-                    seen.lock().unwrap()[idx].body_bytes += d.len() as u64;
+                    let n = d.len() as u64;
+                    update(&seen, id, |e| e.body_bytes += n);
                 }
             }
             Err(_) => {
@@ -142,7 +151,7 @@ async fn handle(
             }
         }
     }
-    seen.lock().unwrap()[idx].body_complete = complete;
+    update(&seen, id, |e| e.body_complete = complete);
     let path = parts.uri.path();
     if let Some(ms) = path.strip_prefix("/slow/") {
         let ms: u64 = ms.parse().unwrap_or(1000);

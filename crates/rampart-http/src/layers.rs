@@ -114,22 +114,33 @@ where
         match self.stage.on_request(&mut req) {
             Ok(state) => StageFuture::Inner {
                 fut: self.inner.call(req),
-                stage: Arc::clone(&self.stage),
-                state: Some(state),
+                after: Some((Arc::clone(&self.stage), state)),
             },
-            Err(reject) => StageFuture::Now {
-                resp: Some(reject.into_response(req.extensions().get::<RequestId>())),
-            },
+            Err(reject) => StageFuture::reject(reject, req.extensions().get::<RequestId>()),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// Future of a [`StageService`].
+    /// Future of a [`StageService`] (and of the services that reuse it with
+    /// [`NoStage`]): a refusal answered now, or the inner future and what to do with its
+    /// response (`None`: pass it through untouched).
     #[project = StageFutureProj]
     pub enum StageFuture<T: Stage, F> {
         Now { resp: Option<Resp> },
-        Inner { #[pin] fut: F, stage: Arc<T>, state: Option<T::State> },
+        Inner { #[pin] fut: F, after: Option<(Arc<T>, T::State)> },
+    }
+}
+
+impl<T: Stage, F> StageFuture<T, F> {
+    fn reject(r: Reject, id: Option<&RequestId>) -> Self {
+        Self::Now {
+            resp: Some(r.into_response(id)),
+        }
+    }
+
+    fn pass(fut: F) -> Self {
+        Self::Inner { fut, after: None }
     }
 }
 
@@ -146,10 +157,10 @@ where
                 Some(r) => Poll::Ready(Ok(r)),
                 None => Poll::Ready(Ok(Reject::Internal.into_response(None))),
             },
-            StageFutureProj::Inner { fut, stage, state } => {
+            StageFutureProj::Inner { fut, after } => {
                 let Ok(mut resp) = std::task::ready!(fut.poll(cx));
-                if let Some(s) = state.take() {
-                    stage.on_response(s, &mut resp);
+                if let Some((stage, state)) = after.take() {
+                    stage.on_response(state, &mut resp);
                 }
                 Poll::Ready(Ok(resp))
             }
@@ -559,6 +570,15 @@ impl StageLayer<RouteStage> {
     }
 }
 
+/// A `*` in a segment, also percent-encoded (`%2A`/`%2a`); no allocation.
+fn has_wildcard(segment: &str) -> bool {
+    segment.contains('*')
+        || segment
+            .as_bytes()
+            .windows(3)
+            .any(|w| matches!(w, [b'%', b'2', b'a' | b'A']))
+}
+
 /// Removes the `;params` of every segment.
 fn strip_path_params(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -609,11 +629,7 @@ impl Stage for RouteStage {
         {
             return Err(Reject::Fragment);
         }
-        if !rc.allow_wildcard
-            && params
-                .iter()
-                .any(|(_, v)| v.contains('*') || v.to_ascii_lowercase().contains("%2a"))
-        {
+        if !rc.allow_wildcard && params.iter().any(|(_, v)| has_wildcard(v)) {
             return Err(Reject::Wildcard);
         }
         if let std::borrow::Cow::Owned(p) = normalized {
@@ -945,14 +961,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let reject = |r: Reject, req: &Request<B>| StageFuture::Now {
-            resp: Some(r.into_response(req.extensions().get::<RequestId>())),
-        };
+        let id = req.extensions().get::<RequestId>();
         let Some(m) = req.extensions().get::<RouteMatch>() else {
-            return reject(Reject::Internal, &req);
+            return StageFuture::reject(Reject::Internal, id);
         };
         if !(m.route.config.public || self.allow_anonymous) {
-            return reject(Reject::Unauthenticated, &req);
+            return StageFuture::reject(Reject::Unauthenticated, id);
         }
         let permit = Permit {
             identity: Identity {
@@ -963,18 +977,14 @@ where
             },
             route: Arc::clone(&m.route),
         };
-        StageFuture::Inner {
-            fut: self.inner.call(Authorized {
-                permit,
-                request: req,
-            }),
-            stage: Arc::new(NoStage),
-            state: None,
-        }
+        StageFuture::pass(self.inner.call(Authorized {
+            permit,
+            request: req,
+        }))
     }
 }
 
-/// A stage that does nothing, for services that reuse [`StageFuture`].
+/// The stage type of services that reuse [`StageFuture`] without a response hook.
 #[derive(Debug, Default)]
 pub struct NoStage;
 
@@ -1045,25 +1055,19 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit) {
-            return StageFuture::Now {
-                resp: Some(
-                    Reject::PayloadTooLarge
-                        .into_response(a.request.extensions().get::<RequestId>()),
-                ),
-            };
+            return StageFuture::reject(
+                Reject::PayloadTooLarge,
+                a.request.extensions().get::<RequestId>(),
+            );
         }
         let tripped = BodyLimitTripped::default();
         let (mut parts, body) = a.request.into_parts();
         parts.extensions.insert(tripped.clone());
         let request = Request::from_parts(parts, LimitedBody::new(body, limit, tripped));
-        StageFuture::Inner {
-            fut: self.inner.call(Authorized {
-                permit: a.permit,
-                request,
-            }),
-            stage: Arc::new(NoStage),
-            state: None,
-        }
+        StageFuture::pass(self.inner.call(Authorized {
+            permit: a.permit,
+            request,
+        }))
     }
 }
 
@@ -1352,6 +1356,16 @@ mod tests {
         assert!(!c.allowed("a.b.apps.example.com"));
         assert!(!c.allowed("evil.com"));
         assert!(!c.allowed("api.example.com.evil.com"));
+    }
+
+    #[test]
+    fn wildcard_segments() {
+        for v in ["*", "a*", "%2A", "x%2ay"] {
+            assert!(has_wildcard(v), "{v}");
+        }
+        for v in ["acme", "%2B", "%2", "2a"] {
+            assert!(!has_wildcard(v), "{v}");
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use http_body_util::Empty;
 use rampart_config::RouteConfig;
 use rampart_http::{
     Authorized, BodyLimitLayer, ClientAddrLayer, ConnInfo, GateLayer, GatewayMetrics, HostLayer,
-    LimitedBody, RequestIdLayer, Resp, RouteLayer, Router, SanitizeLayer, SecurityHeaderValues,
-    SecurityHeadersLayer, TimeoutLayer, empty, path,
+    LimitedBody, RequestIdLayer, Resp, RouteLayer, Router, SanitizeLayer, SecurityHeadersLayer,
+    TimeoutLayer, empty, path,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -84,7 +84,16 @@ fn bench(c: &mut Criterion) {
     let svc = TimeoutLayer::new(Duration::from_secs(30)).layer(svc);
     let svc = SanitizeLayer::new(16384, vec![], vec![]).layer(svc);
     let svc = RequestIdLayer::new(vec![]).layer(svc);
-    let svc = SecurityHeadersLayer::new(SecurityHeaderValues::default(), vec![]).layer(svc);
+    let headers = rampart_config::load_from_strs(
+        &[(
+            "bench.toml",
+            "profile = \"dev\"\n[upstreams.app]\nurl = \"http://127.0.0.1:1\"\n",
+        )],
+        &[],
+    )
+    .unwrap()
+    .headers;
+    let svc = SecurityHeadersLayer::new(&headers, vec![]).layer(svc);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

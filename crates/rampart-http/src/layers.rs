@@ -745,34 +745,9 @@ pub struct SecurityHeaders {
 
 pub type SecurityHeadersLayer = StageLayer<SecurityHeaders>;
 
-/// The header values, already validated (e.g. from `[headers]`). `None` = not sent.
-#[derive(Debug, Clone, Default)]
-pub struct SecurityHeaderValues {
-    pub content_security_policy: Option<String>,
-    pub strict_transport_security: Option<String>,
-    pub x_frame_options: Option<String>,
-    pub x_content_type_options: Option<String>,
-    pub referrer_policy: Option<String>,
-    pub permissions_policy: Option<String>,
-    pub cross_origin_opener_policy: Option<String>,
-}
-
-impl From<&rampart_config::HeadersConfig> for SecurityHeaderValues {
-    fn from(h: &rampart_config::HeadersConfig) -> Self {
-        Self {
-            content_security_policy: h.content_security_policy.clone(),
-            strict_transport_security: h.strict_transport_security.clone(),
-            x_frame_options: h.x_frame_options.clone(),
-            x_content_type_options: h.x_content_type_options.clone(),
-            referrer_policy: h.referrer_policy.clone(),
-            permissions_policy: h.permissions_policy.clone(),
-            cross_origin_opener_policy: h.cross_origin_opener_policy.clone(),
-        }
-    }
-}
-
 impl StageLayer<SecurityHeaders> {
-    pub fn new(values: SecurityHeaderValues, trusted_proxies: Vec<ipnet::IpNet>) -> Self {
+    /// `values` are the validated `[headers]`; `None` = header not sent.
+    pub fn new(values: &rampart_config::HeadersConfig, trusted_proxies: Vec<ipnet::IpNet>) -> Self {
         let mut always = Vec::new();
         let mut push = |name: &'static str, v: &Option<String>| {
             if let Some(v) = v.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {

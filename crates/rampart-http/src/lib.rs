@@ -129,10 +129,6 @@ pub struct Outcome {
     pub reason: &'static str,
 }
 
-/// Inserted into responses once a route matched, for metrics and logs.
-#[derive(Debug, Clone)]
-pub struct RouteId(pub Arc<str>);
-
 /// The authenticated caller. Anonymous on public routes.
 #[derive(Debug, Clone)]
 pub struct Identity {

@@ -86,8 +86,7 @@ pub fn build_pipeline(
     )
     .layer(svc);
     let svc = RequestIdLayer::new(s.trusted_proxies.clone()).layer(svc);
-    let svc =
-        SecurityHeadersLayer::new((&cfg.headers).into(), s.trusted_proxies.clone()).layer(svc);
+    let svc = SecurityHeadersLayer::new(&cfg.headers, s.trusted_proxies.clone()).layer(svc);
     let sink = if s.access_log { sink } else { None };
     AccessLogLayer::new(Arc::clone(metrics), sink).layer(svc)
 }

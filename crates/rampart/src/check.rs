@@ -11,14 +11,6 @@ pub enum Format {
     Json,
 }
 
-fn severity(s: Severity) -> &'static str {
-    match s {
-        Severity::Error => "error",
-        Severity::Warn => "warn",
-        Severity::Info => "info",
-    }
-}
-
 pub fn run(paths: &[PathBuf], format: Format) -> u8 {
     let mut report = rampart_config::check(paths);
     // Key material: the TLS certificate and key must load into rustls.
@@ -36,13 +28,7 @@ pub fn run(paths: &[PathBuf], format: Format) -> u8 {
     match format {
         Format::Text => {
             for f in &report.findings {
-                eprintln!(
-                    "{}: [{}] {}: {}",
-                    severity(f.severity),
-                    f.code,
-                    f.path,
-                    f.message
-                );
+                eprintln!("{}: [{}] {}: {}", f.severity, f.code, f.path, f.message);
             }
             let errors = report
                 .findings
@@ -64,7 +50,7 @@ pub fn run(paths: &[PathBuf], format: Format) -> u8 {
                 .iter()
                 .map(|f| {
                     serde_json::json!({
-                        "severity": severity(f.severity),
+                        "severity": f.severity.to_string(),
                         "code": f.code,
                         "path": f.path,
                         "message": f.message,

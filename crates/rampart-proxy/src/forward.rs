@@ -36,31 +36,25 @@ pub struct UpstreamClient {
 
 impl UpstreamClient {
     /// `connect_timeout` bounds TCP connect; idle pooled connections close after `idle`.
-    pub fn new(connect_timeout: Duration, idle: Duration) -> Self {
+    /// https upstreams are verified against the system's root certificates; without any,
+    /// they fail to verify (logged once here), plain-http upstreams still work.
+    pub fn new(connect_timeout: Duration, idle: Duration) -> Result<Self, rustls::Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_provider_and_native_roots(Arc::clone(&provider)) {
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(Arc::clone(&provider))
+        {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "no native root certificates: https upstreams will fail to verify");
                 let cfg = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map(|b| {
-                        b.with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth()
-                    });
-                match cfg {
-                    Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
-                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                        rustls::ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth(),
-                    ),
-                }
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(cfg)
             }
         };
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);
@@ -69,7 +63,7 @@ impl UpstreamClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Self { client }
+        Ok(Self { client })
     }
 }
 

@@ -112,6 +112,8 @@ impl std::fmt::Debug for Gateway {
 pub enum ApplyError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("upstream TLS client: {0}")]
+    UpstreamTls(#[from] rustls::Error),
 }
 
 impl Gateway {
@@ -121,7 +123,7 @@ impl Gateway {
         sink: Option<Arc<dyn AccessSink>>,
     ) -> Result<Arc<Self>, ApplyError> {
         let client =
-            UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout);
+            UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout)?;
         let tls = match &cfg.server.tls {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,

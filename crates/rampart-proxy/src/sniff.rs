@@ -92,24 +92,39 @@ enum State {
 pub struct Framer {
     state: State,
     flags: Flags,
-    first: bool,
+    /// Bytes of `PRI ` matched so far at the start of the stream; `None` once it is
+    /// known not to be HTTP/2.
+    preface_matched: Option<usize>,
 }
+
+const PRI: &[u8; 4] = b"PRI ";
 
 impl Framer {
     pub fn new(flags: Flags) -> Self {
         Self {
             state: State::Head(Vec::new()),
             flags,
-            first: true,
+            preface_matched: Some(0),
         }
     }
 
     pub fn feed(&mut self, mut data: &[u8]) {
-        if self.first && !data.is_empty() {
-            self.first = false;
-            if data.starts_with(b"PRI ") || b"PRI ".starts_with(data) && data.len() < 4 {
+        // The HTTP/2 preface is recognised only once 4 bytes match `PRI `, however the
+        // bytes are split across reads: a client trickling `P`, `OST …` is still framed.
+        if let Some(n) = self.preface_matched {
+            for b in data.iter().take(PRI.len() - n) {
+                match self.preface_matched {
+                    Some(k) if PRI.get(k) == Some(b) => self.preface_matched = Some(k + 1),
+                    _ => {
+                        self.preface_matched = None;
+                        break;
+                    }
+                }
+            }
+            if self.preface_matched == Some(PRI.len()) {
                 self.flags.stop();
                 self.state = State::Off;
+                return;
             }
         }
         while !data.is_empty() {
@@ -340,6 +355,15 @@ GET /d?q=#z HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\nHost: x\n\n";
     #[test]
     fn follows_bodies_and_flags_each_request() {
         assert_eq!(flags_for(&[STREAM]), vec![true, false, false, true, false]);
+    }
+
+    #[test]
+    fn trickled_request_is_still_framed() {
+        let req: &[u8] = b"POST /a#x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+        let chunks: Vec<&[u8]> = req.chunks(1).collect();
+        assert_eq!(flags_for(&chunks), vec![true]);
+        let pri: Vec<&[u8]> = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".chunks(1).collect();
+        assert!(flags_for(&pri).is_empty());
     }
 
     #[test]

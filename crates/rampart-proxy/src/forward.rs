@@ -25,13 +25,20 @@ use rampart_http::{
 };
 use tower_service::Service;
 
+use crate::upstream::{self, HostPool, Outgoing, Pools};
+
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// The shared upstream connection pool (one per process; keeps connections across
 /// configuration reloads).
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
+    /// https upstreams (hyper's client: rustls, ALPN).
     client: Client<Connector, RespBody>,
+    /// Plain-http upstreams (`crate::upstream`: the exchange runs in the request's task).
+    pools: Arc<Pools>,
+    connect_timeout: Duration,
+    idle: Duration,
 }
 
 impl UpstreamClient {
@@ -63,7 +70,12 @@ impl UpstreamClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            pools: Arc::new(Pools::default()),
+            connect_timeout,
+            idle,
+        })
     }
 }
 
@@ -74,18 +86,29 @@ pub struct Upstream {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     prefix: String,
+    /// Set for plain-http upstreams.
+    pool: Option<Arc<HostPool>>,
 }
 
 impl Upstream {
-    pub fn from_config(u: &rampart_config::UpstreamConfig) -> Option<Self> {
+    pub fn from_config(
+        u: &rampart_config::UpstreamConfig,
+        client: &UpstreamClient,
+    ) -> Option<Self> {
         let scheme = u.url.scheme()?.clone();
         let authority = u.url.authority()?.clone();
         let prefix = u.url.path().trim_end_matches('/').to_owned();
+        let pool = (scheme == http::uri::Scheme::HTTP).then(|| {
+            client
+                .pools
+                .get(&authority, client.connect_timeout, client.idle)
+        });
         Some(Self {
             name: Arc::from(u.name.as_str()),
             scheme,
             authority,
             prefix,
+            pool,
         })
     }
 
@@ -110,14 +133,14 @@ impl Upstream {
 #[derive(Clone, Debug)]
 pub struct Forward {
     client: UpstreamClient,
-    upstreams: Arc<BTreeMap<String, Upstream>>,
+    upstreams: Arc<BTreeMap<String, Arc<Upstream>>>,
     metrics: Arc<GatewayMetrics>,
 }
 
 impl Forward {
     pub fn new(
         client: UpstreamClient,
-        upstreams: Arc<BTreeMap<String, Upstream>>,
+        upstreams: Arc<BTreeMap<String, Arc<Upstream>>>,
         metrics: Arc<GatewayMetrics>,
     ) -> Self {
         Self {
@@ -156,14 +179,6 @@ where
                 Reject::Internal.into_response(request_id.as_ref())
             )));
         };
-        let uri = match upstream.uri_for(parts.uri.path_and_query()) {
-            Ok(u) => u,
-            Err(_) => {
-                return Box::pin(std::future::ready(Ok(
-                    Reject::BadTarget.into_response(request_id.as_ref())
-                )));
-            }
-        };
         // The host the client asked for, for X-Forwarded-Host.
         let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
@@ -175,7 +190,8 @@ where
         let h = &mut parts.headers;
         h.remove(header::HOST);
         if let Some(c) = &client {
-            let peer = c.peer.to_string();
+            let mut peer = String::with_capacity(48);
+            rampart_http::push_ip(&mut peer, c.peer);
             // From a trusted proxy the chain is extended; otherwise it starts here
             // (an untrusted peer's X-Forwarded-* never got past Sanitize).
             let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
@@ -220,6 +236,50 @@ where
         {
             h.insert(X_RAMPART_SCOPES, v);
         }
+        let metrics = Arc::clone(&self.metrics);
+        if let Some(pool) = upstream.pool.clone() {
+            h.remove(header::CONTENT_LENGTH);
+            h.remove(header::TRANSFER_ENCODING);
+            // hyper answered the client's 100-continue when the body was first polled.
+            h.remove(header::EXPECT);
+            let method = parts.method;
+            let headers = parts.headers;
+            let target = parts.uri.path_and_query().cloned();
+            return Box::pin(async move {
+                let out = Outgoing {
+                    method: &method,
+                    target_prefix: &upstream.prefix,
+                    target: target.as_ref().map_or("/", http::uri::PathAndQuery::as_str),
+                    headers: &headers,
+                };
+                match upstream::exchange(&pool, out, body).await {
+                    Ok(resp) => {
+                        let (mut parts, body) = resp.into_parts();
+                        strip_hop_by_hop(&mut parts.headers, &[]);
+                        Ok(http::Response::from_parts(
+                            parts,
+                            body.map_err(Into::into).boxed_unsync(),
+                        ))
+                    }
+                    Err(e) => Ok(failed(
+                        &metrics,
+                        &upstream,
+                        e.is_connect(),
+                        &e,
+                        request_id.as_ref(),
+                        tripped.as_ref(),
+                    )),
+                }
+            });
+        }
+        let uri = match upstream.uri_for(parts.uri.path_and_query()) {
+            Ok(u) => u,
+            Err(_) => {
+                return Box::pin(std::future::ready(Ok(
+                    Reject::BadTarget.into_response(request_id.as_ref())
+                )));
+            }
+        };
         let mut out = Request::new(body.map_err(Into::into).boxed_unsync());
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
@@ -227,7 +287,6 @@ where
         *out.headers_mut() = parts.headers;
 
         let fut = self.client.client.request(out);
-        let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
             match fut.await {
                 Ok(resp) => {
@@ -238,24 +297,42 @@ where
                     resp.extensions_mut().clear();
                     Ok(resp)
                 }
-                Err(e) => {
-                    if tripped.as_ref().is_some_and(BodyLimitTripped::is_set) {
-                        return Ok(Reject::PayloadTooLarge.into_response(request_id.as_ref()));
-                    }
-                    let kind = if e.is_connect() { "connect" } else { "request" };
-                    metrics.upstream_error(&upstream.name, kind);
-                    tracing::warn!(
-                        upstream = &*upstream.name,
-                        kind,
-                        request_id = request_id.as_ref().map(RequestId::as_str),
-                        error = %error_chain(&e),
-                        "upstream request failed"
-                    );
-                    Ok(Reject::BadGateway.into_response(request_id.as_ref()))
-                }
+                Err(e) => Ok(failed(
+                    &metrics,
+                    &upstream,
+                    e.is_connect(),
+                    &e,
+                    request_id.as_ref(),
+                    tripped.as_ref(),
+                )),
             }
         })
     }
+}
+
+/// The answer when the upstream exchange failed: 413 if the client's body crossed its
+/// limit (that is why the exchange stopped), else 502, counted and logged.
+fn failed(
+    metrics: &GatewayMetrics,
+    upstream: &Upstream,
+    connect: bool,
+    e: &(dyn std::error::Error + 'static),
+    request_id: Option<&RequestId>,
+    tripped: Option<&BodyLimitTripped>,
+) -> Resp {
+    if tripped.is_some_and(BodyLimitTripped::is_set) {
+        return Reject::PayloadTooLarge.into_response(request_id);
+    }
+    let kind = if connect { "connect" } else { "request" };
+    metrics.upstream_error(&upstream.name, kind);
+    tracing::warn!(
+        upstream = &*upstream.name,
+        kind,
+        request_id = request_id.map(RequestId::as_str),
+        error = %error_chain(e),
+        "upstream request failed"
+    );
+    Reject::BadGateway.into_response(request_id)
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

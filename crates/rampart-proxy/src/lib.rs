@@ -9,9 +9,11 @@
 //! Trusts: the validated configuration, the operating system's accept queue.
 
 mod forward;
+pub mod h1;
 mod listener;
 pub mod sniff;
 pub mod tls;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,10 +68,12 @@ pub fn build_pipeline(
     client: &UpstreamClient,
 ) -> Pipeline {
     let s = &cfg.server;
-    let upstreams: BTreeMap<String, Upstream> = cfg
+    let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
         .upstreams
         .iter()
-        .filter_map(|(name, u)| Upstream::from_config(u).map(|u| (name.clone(), u)))
+        .filter_map(|(name, u)| {
+            Upstream::from_config(u, client).map(|u| (name.clone(), Arc::new(u)))
+        })
         .collect();
     let router = Arc::new(Router::new(&cfg.routes, metrics));
     let forward = Forward::new(client.clone(), Arc::new(upstreams), Arc::clone(metrics));

@@ -142,6 +142,16 @@ impl Framer {
                             return;
                         }
                     }
+                    if buf.is_empty()
+                        && let Some(end) = head_end(data)
+                    {
+                        // The whole head is in this read (the usual case): parse it in
+                        // place, no copy.
+                        let (head, rest) = data.split_at(end);
+                        data = rest;
+                        self.on_head(head);
+                        continue;
+                    }
                     match data.iter().position(|b| *b == b'\n') {
                         None => {
                             buf.extend_from_slice(data);
@@ -227,9 +237,9 @@ impl Framer {
     }
 
     fn on_head(&mut self, head: &[u8]) {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(head) {
+        let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(head, &mut headers) {
             Ok(httparse::Status::Complete(_)) => {}
             _ => {
                 // hyper refuses this head and closes the connection.
@@ -270,6 +280,21 @@ impl Framer {
                 _ => State::Head(Vec::new()),
             }
         };
+    }
+}
+
+/// Length of the head at the start of `data` (up to and including the empty line that
+/// ends it), by the same rule as the line-by-line path: a `\n` preceded by `\n` or
+/// `\n\r`.
+fn head_end(data: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let i = from + data.get(from..)?.iter().position(|&b| b == b'\n')?;
+        let before = data.get(..i)?;
+        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+            return Some(i + 1);
+        }
+        from = i + 1;
     }
 }
 

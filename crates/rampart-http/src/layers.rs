@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -289,6 +289,11 @@ impl Sanitize {
 
 /// Removes hop-by-hop headers and the headers named in `Connection`, except `protected`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, protected: &[&str]) {
+    // One pass to see whether there is anything to do: almost always there is not, and
+    // nine hashed removals per message are not free.
+    if !headers.keys().any(|k| is_hop_by_hop(k.as_str().as_bytes())) {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
         if let Ok(s) = v.to_str() {
@@ -311,6 +316,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, protected: &[&str]) {
     }
 }
 
+/// Is `name` (lower-case, as `HeaderName` stores it) one of [`HOP_BY_HOP`]?
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_bytes() == name)
+}
+
 impl Stage for Sanitize {
     type State = ();
 
@@ -321,9 +331,11 @@ impl Stage for Sanitize {
         let trusted = peer_of(req)
             .map(|c| is_trusted(&self.trusted_proxies, c.peer.ip()))
             .unwrap_or(false);
+        let mut hop = false;
         for (name, value) in headers {
             size = size.saturating_add(name.as_str().len() + value.len() + 4);
             let n = name.as_str().as_bytes();
+            hop |= is_hop_by_hop(n);
             if is_rampart_header(n) {
                 strip.push(name.clone());
             } else if n == b"x-request-id" {
@@ -344,9 +356,7 @@ impl Stage for Sanitize {
         for n in strip {
             headers.remove(n);
         }
-        if headers.contains_key(header::CONNECTION)
-            || HOP_BY_HOP.iter().any(|h| headers.contains_key(*h))
-        {
+        if hop {
             strip_hop_by_hop(headers, &PROTECTED);
         }
         Ok(())
@@ -1194,7 +1204,9 @@ fn access_line(
     s.push_str(",\"client_ip\":");
     match resp.extensions().get::<ClientIp>() {
         Some(ip) => {
-            let _ = write!(s, "\"{}\"", ip.0);
+            s.push('"');
+            push_ip(&mut s, ip.0);
+            s.push('"');
         }
         None => s.push_str("null"),
     }
@@ -1207,21 +1219,64 @@ fn access_line(
         None => p,
     };
     push_json_str(&mut s, p);
-    let _ = write!(s, ",\"http\":\"{:?}\"", facts.version);
-    s.push_str(",\"route\":");
+    s.push_str(",\"http\":\"");
+    s.push_str(version_str(facts.version));
+    s.push_str("\",\"route\":");
     match resp.extensions().get::<MatchedRoute>() {
         Some(r) => push_json_str(&mut s, &r.0.id),
         None => s.push_str("null"),
     }
-    let _ = write!(
-        s,
-        ",\"status\":{status},\"decision\":\"{}\",\"reason\":\"{}\",\"latency_us\":{}}}",
-        outcome.decision.as_str(),
-        outcome.reason,
-        elapsed.as_micros()
-    );
-    s.push('\n');
+    let mut num = itoa::Buffer::new();
+    s.push_str(",\"status\":");
+    s.push_str(num.format(status));
+    s.push_str(",\"decision\":\"");
+    s.push_str(outcome.decision.as_str());
+    s.push_str("\",\"reason\":\"");
+    s.push_str(outcome.reason);
+    s.push_str("\",\"latency_us\":");
+    s.push_str(num.format(elapsed.as_micros()));
+    s.push_str("}\n");
     s
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    }
+}
+
+/// Appends an address as `Display` would, without the formatting machinery for the
+/// common IPv4 case (this runs for every request).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(num.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `n` in decimal, zero-padded to `width` digits.
+fn push_padded(out: &mut String, n: u64, width: usize) {
+    let mut num = itoa::Buffer::new();
+    let digits = num.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// Appends `t` as RFC 3339 UTC with microseconds.
@@ -1241,14 +1296,20 @@ pub fn push_rfc3339(out: &mut String, t: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = if month <= 2 { y + 1 } else { y };
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_micros()
-    );
+    push_padded(out, u64::try_from(year).unwrap_or(0), 4);
+    out.push('-');
+    push_padded(out, u64::try_from(month).unwrap_or(0), 2);
+    out.push('-');
+    push_padded(out, u64::try_from(day).unwrap_or(0), 2);
+    out.push('T');
+    push_padded(out, rem / 3600, 2);
+    out.push(':');
+    push_padded(out, (rem / 60) % 60, 2);
+    out.push(':');
+    push_padded(out, rem % 60, 2);
+    out.push('.');
+    push_padded(out, u64::from(d.subsec_micros()), 6);
+    out.push('Z');
 }
 
 #[cfg(test)]

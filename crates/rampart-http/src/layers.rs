@@ -396,10 +396,17 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 
 /// 128 random bits as 32 lower-case hex digits.
 pub fn mint_request_id() -> HeaderValue {
-    let v: u128 = rand::random();
-    let mut s = String::with_capacity(32);
-    let _ = write!(s, "{v:032x}");
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut v: u128 = rand::random();
+    let mut out = [0u8; 32];
+    for slot in out.iter_mut().rev() {
+        *slot = HEX.get((v & 0xf) as usize).copied().unwrap_or(b'0');
+        v >>= 4;
+    }
+    // A shared buffer from the start: the id is cloned into the request, the
+    // extensions and the response, and each clone is then only a reference count.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(out))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 impl Stage for RequestIdStage {
@@ -797,20 +804,26 @@ impl Stage for SecurityHeaders {
     }
 }
 
+static X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+
 fn apply_security_headers(s: &SecurityHeaders, https: bool, h: &mut HeaderMap) {
-    h.remove(header::SERVER);
-    h.remove("x-powered-by");
+    // One pass over the names instead of three hashed removals that almost never find
+    // anything.
+    let strip = h.keys().any(|k| {
+        k == header::SERVER || k == X_POWERED_BY || k == header::STRICT_TRANSPORT_SECURITY
+    });
+    if strip {
+        h.remove(header::SERVER);
+        h.remove(&X_POWERED_BY);
+        // Never pass on an upstream's HSTS over plain HTTP (RFC 6797 §7.2); over TLS
+        // ours replaces it below.
+        h.remove(header::STRICT_TRANSPORT_SECURITY);
+    }
     for (n, v) in &s.always {
         h.insert(n.clone(), v.clone());
     }
-    match (&s.hsts, https) {
-        (Some(v), true) => {
-            h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
-        }
-        _ => {
-            // Never pass on an upstream's HSTS over plain HTTP (RFC 6797 §7.2).
-            h.remove(header::STRICT_TRANSPORT_SECURITY);
-        }
+    if let (Some(v), true) = (&s.hsts, https) {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
 }
 
@@ -1279,10 +1292,37 @@ fn push_padded(out: &mut String, n: u64, width: usize) {
     out.push_str(digits);
 }
 
-/// Appends `t` as RFC 3339 UTC with microseconds.
+/// Appends `t` as RFC 3339 UTC with microseconds. The date and time of day are
+/// formatted once per second per thread (this runs for every request).
 pub fn push_rfc3339(out: &mut String, t: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let cached = SECOND.with(|c| {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return false;
+        };
+        if c.0 != secs {
+            c.1.clear();
+            push_date_time(&mut c.1, secs);
+            c.0 = secs;
+        }
+        out.push_str(&c.1);
+        true
+    });
+    if !cached {
+        push_date_time(out, secs);
+    }
+    out.push('.');
+    push_padded(out, u64::from(d.subsec_micros()), 6);
+    out.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the epoch.
+fn push_date_time(out: &mut String, secs: u64) {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -1307,9 +1347,6 @@ pub fn push_rfc3339(out: &mut String, t: SystemTime) {
     push_padded(out, (rem / 60) % 60, 2);
     out.push(':');
     push_padded(out, rem % 60, 2);
-    out.push('.');
-    push_padded(out, u64::from(d.subsec_micros()), 6);
-    out.push('Z');
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri, Version};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -154,6 +154,10 @@ impl Forward {
 static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+static AUTH: HeaderName = X_RAMPART_AUTH;
+static SUBJECT: HeaderName = X_RAMPART_SUBJECT;
+static TENANT: HeaderName = X_RAMPART_TENANT;
+static SCOPES: HeaderName = X_RAMPART_SCOPES;
 
 impl<B> Service<Authorized<B>> for Forward
 where
@@ -179,78 +183,21 @@ where
                 Reject::Internal.into_response(request_id.as_ref())
             )));
         };
-        // The host the client asked for, for X-Forwarded-Host.
-        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
-        let client = parts.extensions.get::<ClientAddr>().cloned();
-        let h = &mut parts.headers;
-        h.remove(header::HOST);
-        if let Some(c) = &client {
-            let mut peer = String::with_capacity(48);
-            rampart_http::push_ip(&mut peer, c.peer);
-            // From a trusted proxy the chain is extended; otherwise it starts here
-            // (an untrusted peer's X-Forwarded-* never got past Sanitize).
-            let xff = match h.get(&XFF).and_then(|v| v.to_str().ok()) {
-                Some(prev) if c.peer_trusted => format!("{prev}, {peer}"),
-                _ => peer,
-            };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                h.insert(XFF.clone(), v);
-            }
-            if !(c.peer_trusted && h.contains_key(&XFP)) {
-                h.insert(
-                    XFP.clone(),
-                    HeaderValue::from_static(if c.https { "https" } else { "http" }),
-                );
-            }
-            if !(c.peer_trusted && h.contains_key(&XFH))
-                && let Some(v) = client_host
-            {
-                h.insert(XFH.clone(), v);
-            }
-        }
-        let id = permit.identity();
-        if let Ok(v) = HeaderValue::from_str(id.method) {
-            h.insert(X_RAMPART_AUTH, v);
-        }
-        if let Some(v) = id
-            .subject
-            .as_deref()
-            .and_then(|s| HeaderValue::from_str(s).ok())
-        {
-            h.insert(X_RAMPART_SUBJECT, v);
-        }
-        if let Some(v) = id
-            .tenant
-            .as_deref()
-            .and_then(|s| HeaderValue::from_str(s).ok())
-        {
-            h.insert(X_RAMPART_TENANT, v);
-        }
-        if !id.scopes.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&id.scopes.join(" "))
-        {
-            h.insert(X_RAMPART_SCOPES, v);
-        }
+        let added = Added::for_request(&parts, &permit);
         let metrics = Arc::clone(&self.metrics);
         if let Some(pool) = upstream.pool.clone() {
-            h.remove(header::CONTENT_LENGTH);
-            h.remove(header::TRANSFER_ENCODING);
-            // hyper answered the client's 100-continue when the body was first polled.
-            h.remove(header::EXPECT);
             let method = parts.method;
             let headers = parts.headers;
             let target = parts.uri.path_and_query().cloned();
             return Box::pin(async move {
+                let skip = |n: &HeaderName| added.replaces(n);
                 let out = Outgoing {
                     method: &method,
                     target_prefix: &upstream.prefix,
                     target: target.as_ref().map_or("/", http::uri::PathAndQuery::as_str),
                     headers: &headers,
+                    skip: &skip,
+                    extra: &added.fields(),
                 };
                 match upstream::exchange(&pool, out, body).await {
                     Ok(resp) => {
@@ -280,6 +227,7 @@ where
                 )));
             }
         };
+        added.apply(&mut parts.headers);
         let mut out = Request::new(body.map_err(Into::into).boxed_unsync());
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
@@ -307,6 +255,127 @@ where
                 )),
             }
         })
+    }
+}
+
+/// The fields the gateway sets on the forwarded request, replacing what the client sent
+/// under those names (`Host` is always the upstream's own; body framing and `Expect` are
+/// the exchange's business). Kept apart from the header map so that the plain-http path
+/// writes them straight into the request head without hashing its way through the map.
+struct Added {
+    xff: Option<HeaderValue>,
+    xfp: Option<HeaderValue>,
+    xfh: Option<HeaderValue>,
+    auth: Option<HeaderValue>,
+    subject: Option<HeaderValue>,
+    tenant: Option<HeaderValue>,
+    scopes: Option<HeaderValue>,
+}
+
+impl Added {
+    fn for_request(parts: &http::request::Parts, permit: &rampart_http::Permit) -> Self {
+        let h = &parts.headers;
+        let mut out = Added {
+            xff: None,
+            xfp: None,
+            xfh: None,
+            auth: None,
+            subject: None,
+            tenant: None,
+            scopes: None,
+        };
+        if let Some(c) = parts.extensions.get::<ClientAddr>() {
+            let mut xff = String::with_capacity(48);
+            // From a trusted proxy the chain is extended; otherwise it starts here
+            // (an untrusted peer's X-Forwarded-* never got past Sanitize).
+            if c.peer_trusted
+                && let Some(prev) = h.get(&XFF).and_then(|v| v.to_str().ok())
+            {
+                xff.push_str(prev);
+                xff.push_str(", ");
+            }
+            rampart_http::push_ip(&mut xff, c.peer);
+            out.xff = HeaderValue::from_str(&xff).ok();
+            if !(c.peer_trusted && h.contains_key(&XFP)) {
+                out.xfp = Some(HeaderValue::from_static(if c.https {
+                    "https"
+                } else {
+                    "http"
+                }));
+            }
+            if !(c.peer_trusted && h.contains_key(&XFH)) {
+                // The host the client asked for.
+                out.xfh = h.get(header::HOST).cloned().or_else(|| {
+                    parts
+                        .uri
+                        .authority()
+                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                });
+            }
+        }
+        let id = permit.identity();
+        out.auth = match id.method {
+            "none" => Some(HeaderValue::from_static("none")),
+            other => HeaderValue::from_str(other).ok(),
+        };
+        out.subject = id
+            .subject
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok());
+        out.tenant = id
+            .tenant
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok());
+        if !id.scopes.is_empty() {
+            out.scopes = HeaderValue::from_str(&id.scopes.join(" ")).ok();
+        }
+        out
+    }
+
+    fn fields(&self) -> [(&'static HeaderName, Option<&HeaderValue>); 7] {
+        [
+            (&XFF, self.xff.as_ref()),
+            (&XFP, self.xfp.as_ref()),
+            (&XFH, self.xfh.as_ref()),
+            (&AUTH, self.auth.as_ref()),
+            (&SUBJECT, self.subject.as_ref()),
+            (&TENANT, self.tenant.as_ref()),
+            (&SCOPES, self.scopes.as_ref()),
+        ]
+    }
+
+    /// Does the forwarded request drop the client's field `n`?
+    fn replaces(&self, n: &HeaderName) -> bool {
+        n == header::HOST
+            || n == header::CONTENT_LENGTH
+            || n == header::TRANSFER_ENCODING
+            // hyper answered the client's 100-continue when the body was first polled.
+            || n == header::EXPECT
+            || self.fields().iter().any(|(name, v)| v.is_some() && *name == n)
+            // Identity fields come from the gateway alone (Sanitize stripped the
+            // client's, this keeps that true whatever a later stage did).
+            || n == X_RAMPART_AUTH
+            || n == X_RAMPART_SUBJECT
+            || n == X_RAMPART_TENANT
+            || n == X_RAMPART_SCOPES
+    }
+
+    /// For hyper's client: the same result as a header map.
+    fn apply(&self, h: &mut HeaderMap) {
+        h.remove(header::HOST);
+        for n in [
+            X_RAMPART_AUTH,
+            X_RAMPART_SUBJECT,
+            X_RAMPART_TENANT,
+            X_RAMPART_SCOPES,
+        ] {
+            h.remove(n);
+        }
+        for (name, v) in self.fields() {
+            if let Some(v) = v {
+                h.insert(name.clone(), v.clone());
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 //! chunk framing. Trusts: nothing in the bytes it is given.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 /// Largest response head accepted from an upstream.
@@ -61,8 +61,10 @@ fn expects_body(m: &Method) -> bool {
 }
 
 /// Writes the request head into `out`. `headers` must already be free of hop-by-hop
-/// fields, `Host`, `Content-Length` and `Transfer-Encoding` (the caller owns those
-/// decisions); `target_prefix` + `target` form the request target.
+/// fields; fields for which `skip` says yes are left out (the caller must skip `Host`,
+/// `Content-Length` and `Transfer-Encoding`, which this function writes itself), then
+/// `extra` is appended. `target_prefix` + `target` form the request target.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_request_head(
     out: &mut Vec<u8>,
     method: &Method,
@@ -70,6 +72,8 @@ pub fn encode_request_head(
     target: &str,
     host: &str,
     headers: &HeaderMap,
+    skip: &dyn Fn(&HeaderName) -> bool,
+    extra: &[(&HeaderName, Option<&HeaderValue>)],
     framing: ReqFraming,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -79,7 +83,11 @@ pub fn encode_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
+    let fields = headers
+        .iter()
+        .filter(|(n, _)| !skip(n))
+        .chain(extra.iter().filter_map(|(n, v)| Some((*n, (*v)?))));
+    for (name, value) in fields {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -148,72 +156,143 @@ pub struct ResponseHead {
     pub reusable: bool,
 }
 
-/// Parses one response head at the start of `buf`. `Ok(None)`: need more bytes. On
-/// success returns the head and its length in bytes. Informational (1xx) heads are
-/// returned like any other; the caller skips them.
+/// Parses one response head at the start of `buf` and, if it is complete, removes it
+/// from `buf` (what follows, the start of the body, stays). `Ok(None)`: need more bytes.
+/// Informational (1xx) heads are returned like any other; the caller skips them.
+///
+/// Field values are slices of the head's buffer, not copies.
 pub fn parse_response_head(
-    buf: &[u8],
+    buf: &mut BytesMut,
     request_method: &Method,
-) -> Result<Option<(ResponseHead, usize)>, FrameError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() >= MAX_RESPONSE_HEAD {
-                Err(FrameError::HeadTooLarge)
-            } else {
-                Ok(None)
-            };
+) -> Result<Option<ResponseHead>, FrameError> {
+    // Where each field lies in `buf`: (name start, name end, value start, value end).
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_RESPONSE_HEADERS];
+    let mut fields = 0;
+    let mut summary = FramingFields::default();
+    let (len, code, version) = {
+        let bytes: &[u8] = buf;
+        let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() };
+            MAX_RESPONSE_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, bytes, &mut slots)
+        {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                return if bytes.len() >= MAX_RESPONSE_HEAD {
+                    Err(FrameError::HeadTooLarge)
+                } else {
+                    Ok(None)
+                };
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(FrameError::Head("too many headers"));
+            }
+            Err(_) => return Err(FrameError::Head("syntax")),
+        };
+        if len > MAX_RESPONSE_HEAD {
+            return Err(FrameError::HeadTooLarge);
         }
-        Err(httparse::Error::TooManyHeaders) => return Err(FrameError::Head("too many headers")),
-        Err(_) => return Err(FrameError::Head("syntax")),
+        let base = bytes.as_ptr() as usize;
+        let span = |part: &[u8]| -> (u32, u32) {
+            let start = (part.as_ptr() as usize).saturating_sub(base);
+            (
+                u32::try_from(start).unwrap_or(u32::MAX),
+                u32::try_from(start + part.len()).unwrap_or(u32::MAX),
+            )
+        };
+        for (slot, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            summary.observe(h.name.as_bytes(), h.value)?;
+            let (ns, ne) = span(h.name.as_bytes());
+            let (vs, ve) = span(h.value);
+            *slot = (ns, ne, vs, ve);
+            fields += 1;
+        }
+        (len, resp.code, resp.version)
     };
-    if len > MAX_RESPONSE_HEAD {
-        return Err(FrameError::HeadTooLarge);
-    }
-    let code = resp.code.ok_or(FrameError::Head("status"))?;
+    let code = code.ok_or(FrameError::Head("status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| FrameError::Head("status"))?;
-    let version = match resp.version {
+    let version = match version {
         Some(1) => Version::HTTP_11,
         Some(0) => Version::HTTP_10,
         _ => return Err(FrameError::Head("version")),
     };
+    let head = buf.split_to(len).freeze();
     // Room for the security headers added on the way out, so they do not force a rehash.
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 12);
-    for h in resp.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| FrameError::Head("name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| FrameError::Head("value"))?;
+    let mut headers = HeaderMap::with_capacity(fields + 12);
+    for &(ns, ne, vs, ve) in spans.get(..fields).unwrap_or_default() {
+        let range = |s: u32, e: u32| (s as usize)..(e as usize);
+        let name = head
+            .get(range(ns, ne))
+            .and_then(|n| HeaderName::from_bytes(n).ok())
+            .ok_or(FrameError::Head("name"))?;
+        if head.get(range(vs, ve)).is_none() {
+            return Err(FrameError::Head("value"));
+        }
+        let value = HeaderValue::from_maybe_shared(head.slice(range(vs, ve)))
+            .map_err(|_| FrameError::Head("value"))?;
         headers.append(name, value);
     }
-    let (framing, mut reusable) = response_framing(request_method, status, &headers)?;
-    reusable &= version == Version::HTTP_11 && !has_token(&headers, &header::CONNECTION, "close");
-    Ok(Some((
-        ResponseHead {
-            status,
-            version,
-            headers,
-            framing,
-            reusable,
-        },
-        len,
-    )))
+    let (framing, mut reusable) = response_framing(request_method, status, &summary)?;
+    reusable &= version == Version::HTTP_11 && !summary.connection_close;
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        reusable,
+    }))
 }
 
-/// Does any `name` field list `token` (comma-separated, case-insensitive)?
-fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
+/// What the framing rules need from a head's fields, gathered in one pass over them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FramingFields {
+    /// Some `Transfer-Encoding` field was present.
+    pub transfer_encoding: bool,
+    /// The last transfer coding listed (over all fields) is `chunked`.
+    pub last_coding_chunked: bool,
+    /// The one length every `Content-Length` value agrees on.
+    pub content_length: Option<u64>,
+    /// Some `Connection` field lists `close`.
+    pub connection_close: bool,
+}
+
+impl FramingFields {
+    /// Takes one field into account. Conflicting or malformed lengths are an error.
+    pub fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<(), FrameError> {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            if let Some(last) = value
+                .rsplit(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .find(|t| !t.is_empty())
+            {
+                self.last_coding_chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            for part in value.split(|&b| b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or(FrameError::ContentLength)?;
+                match self.content_length {
+                    Some(prev) if prev != n => return Err(FrameError::ContentLength),
+                    _ => self.content_length = Some(n),
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"connection")
+            && value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+        {
+            self.connection_close = true;
+        }
+        Ok(())
+    }
 }
 
 /// RFC 9112 §6.3, returning the framing and whether it leaves the connection reusable.
 pub fn response_framing(
     request_method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    f: &FramingFields,
 ) -> Result<(RespFraming, bool), FrameError> {
     if *request_method == Method::HEAD
         || status.is_informational()
@@ -222,38 +301,17 @@ pub fn response_framing(
     {
         return Ok((RespFraming::Empty, true));
     }
-    let te: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
-    if !te.is_empty() {
-        // The final coding decides; anything but chunked is delimited by close.
-        let last = te
-            .iter()
-            .rev()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|s| s.rsplit(','))
-            .map(str::trim)
-            .find(|t| !t.is_empty());
-        let chunked = last.is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
-        // With Content-Length as well, the message may be an attempt at smuggling:
+    if f.transfer_encoding {
+        // The final coding decides; anything but chunked is delimited by close. With
+        // Content-Length as well, the message may be an attempt at smuggling:
         // Transfer-Encoding wins and the connection is not reused (§6.3 item 3).
-        let also_cl = headers.contains_key(header::CONTENT_LENGTH);
-        return Ok(if chunked {
-            (RespFraming::Chunked, !also_cl)
+        return Ok(if f.last_coding_chunked {
+            (RespFraming::Chunked, f.content_length.is_none())
         } else {
             (RespFraming::Close, false)
         });
     }
-    let mut length: Option<u64> = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        let s = v.to_str().map_err(|_| FrameError::ContentLength)?;
-        for part in s.split(',') {
-            let n = parse_decimal(part.trim().as_bytes()).ok_or(FrameError::ContentLength)?;
-            match length {
-                Some(prev) if prev != n => return Err(FrameError::ContentLength),
-                _ => length = Some(n),
-            }
-        }
-    }
-    Ok(match length {
+    Ok(match f.content_length {
         Some(n) => (RespFraming::Length(n), true),
         None => (RespFraming::Close, false),
     })
@@ -437,7 +495,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn head(bytes: &str, m: &Method) -> Result<Option<(ResponseHead, usize)>, FrameError> {
-        parse_response_head(bytes.as_bytes(), m)
+        let mut buf = BytesMut::from(bytes.as_bytes());
+        let before = buf.len();
+        Ok(parse_response_head(&mut buf, m)?.map(|h| (h, before - buf.len())))
+    }
+
+    fn encode(m: &Method, h: &HeaderMap, framing: ReqFraming) -> String {
+        let mut out = Vec::new();
+        encode_request_head(&mut out, m, "", "/", "h", h, &|_| false, &[], framing);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
@@ -446,6 +512,10 @@ mod tests {
         h.insert("x-request-id", HeaderValue::from_static("abc"));
         h.append("accept", HeaderValue::from_static("a"));
         h.append("accept", HeaderValue::from_static("b"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("spoofed"));
+        let xff = HeaderName::from_static("x-forwarded-for");
+        let ours = HeaderValue::from_static("10.0.0.1");
+        let none = HeaderName::from_static("x-unset");
         let mut out = Vec::new();
         encode_request_head(
             &mut out,
@@ -454,56 +524,22 @@ mod tests {
             "/x?q=1",
             "up:80",
             &h,
+            &|n| *n == xff,
+            &[(&xff, Some(&ours)), (&none, None)],
             ReqFraming::None,
         );
-        let s = String::from_utf8(out).unwrap();
         assert_eq!(
-            s,
-            "GET /base/x?q=1 HTTP/1.1\r\nhost: up:80\r\nx-request-id: abc\r\naccept: a\r\naccept: b\r\n\r\n"
+            String::from_utf8(out).unwrap(),
+            "GET /base/x?q=1 HTTP/1.1\r\nhost: up:80\r\nx-request-id: abc\r\naccept: a\r\naccept: b\r\nx-forwarded-for: 10.0.0.1\r\n\r\n"
         );
-        let mut out = Vec::new();
-        encode_request_head(
-            &mut out,
-            &Method::POST,
-            "",
-            "/",
-            "h",
-            &HeaderMap::new(),
-            ReqFraming::None,
+        let e = HeaderMap::new();
+        assert!(encode(&Method::POST, &e, ReqFraming::None).contains("content-length: 0\r\n"));
+        assert!(!encode(&Method::GET, &e, ReqFraming::None).contains("content-length"));
+        assert!(
+            encode(&Method::PUT, &e, ReqFraming::Length(1234)).contains("content-length: 1234\r\n")
         );
         assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .contains("content-length: 0\r\n")
-        );
-        let mut out = Vec::new();
-        encode_request_head(
-            &mut out,
-            &Method::PUT,
-            "",
-            "/",
-            "h",
-            &HeaderMap::new(),
-            ReqFraming::Length(1234),
-        );
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .contains("content-length: 1234\r\n")
-        );
-        let mut out = Vec::new();
-        encode_request_head(
-            &mut out,
-            &Method::PUT,
-            "",
-            "/",
-            "h",
-            &HeaderMap::new(),
-            ReqFraming::Chunked,
-        );
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
+            encode(&Method::PUT, &e, ReqFraming::Chunked)
                 .contains("transfer-encoding: chunked\r\n")
         );
     }
@@ -685,13 +721,17 @@ mod tests {
 
         #[test]
         fn head_parse_never_panics(input in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = parse_response_head(&input, &Method::GET);
+            let mut buf = BytesMut::from(&input[..]);
+            let before = buf.len();
+            if let Ok(None) | Err(_) = parse_response_head(&mut buf, &Method::GET) {
+                prop_assert_eq!(buf.len(), before, "nothing consumed unless complete");
+            }
         }
 
         #[test]
         fn length_framing_matches_decimal(n in any::<u64>()) {
             let s = format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n");
-            let (h, len) = parse_response_head(s.as_bytes(), &Method::GET).unwrap().unwrap();
+            let (h, len) = head(&s, &Method::GET).unwrap().unwrap();
             prop_assert_eq!(h.framing, RespFraming::Length(n));
             prop_assert_eq!(len, s.len());
         }

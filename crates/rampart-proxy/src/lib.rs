@@ -192,6 +192,11 @@ impl Gateway {
         self.pipeline.load_full()
     }
 
+    /// The current pipeline without taking a reference count.
+    pub(crate) fn pipeline_ref(&self) -> arc_swap::Guard<Arc<Pipeline>> {
+        self.pipeline.load()
+    }
+
     pub(crate) fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
         self.tls.load().as_ref().clone()
     }

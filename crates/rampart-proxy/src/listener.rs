@@ -186,7 +186,13 @@ async fn serve_conn<I>(
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
-    let svc = ConnService { gw, info, flags };
+    let current = gw.pipeline();
+    let svc = ConnService {
+        cached: std::cell::RefCell::new(((*current).clone(), current)),
+        gw,
+        info,
+        flags,
+    };
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     if *shutdown.borrow() {
@@ -212,6 +218,10 @@ struct ConnService {
     gw: Arc<Gateway>,
     info: ConnInfo,
     flags: Flags,
+    /// This connection's copy of the pipeline and the shared one it was cloned from:
+    /// cloning a pipeline touches every stage's reference count, so it is done once per
+    /// connection and again only after a reload.
+    cached: std::cell::RefCell<(crate::Pipeline, Arc<crate::Pipeline>)>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for ConnService {
@@ -225,7 +235,16 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
             req.extensions_mut()
                 .insert(RawTarget { had_fragment: true });
         }
-        let mut p = (*self.gw.pipeline()).clone();
-        p.call(req)
+        let current = self.gw.pipeline_ref();
+        match self.cached.try_borrow_mut() {
+            Ok(mut c) => {
+                if !Arc::ptr_eq(&c.1, &current) {
+                    *c = ((**current).clone(), Arc::clone(&current));
+                }
+                c.0.call(req)
+            }
+            // Not reentrant in practice; if it ever were, a fresh clone is still right.
+            Err(_) => (**current).clone().call(req),
+        }
     }
 }

@@ -142,16 +142,21 @@ impl Framer {
                             return;
                         }
                     }
-                    if buf.is_empty()
-                        && let Some(end) = head_end(data)
-                    {
-                        // The whole head is in this read (the usual case): parse it in
-                        // place, no copy.
-                        let (head, rest) = data.split_at(end);
-                        data = rest;
-                        self.on_head(head);
-                        continue;
+                    if buf.is_empty() {
+                        // Usually the whole head is in this read: parse it in place, no
+                        // copy, and let the parser say where it ends.
+                        match self.on_head(data) {
+                            Some(Some(end)) => {
+                                data = data.get(end..).unwrap_or(&[]);
+                                continue;
+                            }
+                            Some(None) => {} // partial: gather it below
+                            None => return,  // malformed: sniffing stopped
+                        }
                     }
+                    let State::Head(buf) = &mut self.state else {
+                        continue;
+                    };
                     match data.iter().position(|b| *b == b'\n') {
                         None => {
                             buf.extend_from_slice(data);
@@ -162,7 +167,12 @@ impl Framer {
                             data = data.get(i + 1..).unwrap_or(&[]);
                             if buf.ends_with(b"\n\n") || buf.ends_with(b"\n\r\n") {
                                 let head = std::mem::take(buf);
-                                self.on_head(&head);
+                                if self.on_head(&head) == Some(None) {
+                                    // The parser disagrees about where the head ends:
+                                    // stop trusting our framing.
+                                    self.lost();
+                                    return;
+                                }
                                 continue;
                             }
                         }
@@ -236,22 +246,26 @@ impl Framer {
         self.state = State::Off;
     }
 
-    fn on_head(&mut self, head: &[u8]) {
+    /// Parses the head at the start of `head` and moves to the state after it.
+    /// `Some(Some(len))`: parsed, `len` bytes long; `Some(None)`: incomplete, nothing
+    /// changed; `None`: malformed, sniffing stopped (hyper refuses the head and closes the
+    /// connection).
+    fn on_head(&mut self, head: &[u8]) -> Option<Option<usize>> {
         let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
         let mut req = httparse::Request::new(&mut []);
-        match req.parse_with_uninit_headers(head, &mut headers) {
-            Ok(httparse::Status::Complete(_)) => {}
-            _ => {
-                // hyper refuses this head and closes the connection.
+        let len = match req.parse_with_uninit_headers(head, &mut headers) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Some(None),
+            Err(_) => {
                 self.state = State::Off;
-                return;
+                return None;
             }
-        }
+        };
         let had_fragment = req.path.is_some_and(|p| p.contains('#'));
         self.flags.push(had_fragment);
         if req.method == Some("CONNECT") {
             self.state = State::Off;
-            return;
+            return Some(Some(len));
         }
         let mut chunked = false;
         let mut length: Option<u64> = None;
@@ -280,21 +294,7 @@ impl Framer {
                 _ => State::Head(Vec::new()),
             }
         };
-    }
-}
-
-/// Length of the head at the start of `data` (up to and including the empty line that
-/// ends it), by the same rule as the line-by-line path: a `\n` preceded by `\n` or
-/// `\n\r`.
-fn head_end(data: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    loop {
-        let i = from + data.get(from..)?.iter().position(|&b| b == b'\n')?;
-        let before = data.get(..i)?;
-        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
-            return Some(i + 1);
-        }
-        from = i + 1;
+        Some(Some(len))
     }
 }
 

@@ -26,6 +26,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
@@ -266,8 +267,13 @@ pub struct Outgoing<'a> {
     pub method: &'a Method,
     pub target_prefix: &'a str,
     pub target: &'a str,
-    /// Without hop-by-hop fields, `Host`, `Content-Length`, `Transfer-Encoding`, `Expect`.
+    /// Without hop-by-hop fields.
     pub headers: &'a HeaderMap,
+    /// Fields of `headers` not to send (`Host`, body framing and whatever `extra`
+    /// replaces).
+    pub skip: &'a (dyn Fn(&HeaderName) -> bool + Sync),
+    /// Fields the gateway adds.
+    pub extra: &'a [(&'a HeaderName, Option<&'a HeaderValue>)],
 }
 
 /// Sends one request and returns the response head with a streaming body.
@@ -307,6 +313,8 @@ where
                 req.target,
                 &pool.authority,
                 req.headers,
+                req.skip,
+                req.extra,
                 framing,
             );
         } else {
@@ -444,9 +452,8 @@ async fn read_head(conn: &mut Conn, method: &Method) -> Result<h1::ResponseHead,
     let mut got_any = false;
     loop {
         if !conn.rbuf.is_empty() {
-            match h1::parse_response_head(&conn.rbuf, method) {
-                Ok(Some((head, len))) => {
-                    let _ = conn.rbuf.split_to(len);
+            match h1::parse_response_head(&mut conn.rbuf, method) {
+                Ok(Some(head)) => {
                     if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
                         return Err(ReadHeadError::Other(ExchangeError::Upgrade));
                     }

@@ -184,8 +184,14 @@ where
             )));
         };
         let added = Added::for_request(&parts, &permit);
-        let metrics = Arc::clone(&self.metrics);
-        if let Some(pool) = upstream.pool.clone() {
+        let pool = upstream.pool.clone();
+        let fail = Failure {
+            metrics: Arc::clone(&self.metrics),
+            upstream,
+            request_id,
+            tripped,
+        };
+        if let Some(pool) = pool {
             let method = parts.method;
             let headers = parts.headers;
             let target = parts.uri.path_and_query().cloned();
@@ -193,37 +199,23 @@ where
                 let skip = |n: &HeaderName| added.replaces(n);
                 let out = Outgoing {
                     method: &method,
-                    target_prefix: &upstream.prefix,
+                    target_prefix: &fail.upstream.prefix,
                     target: target.as_ref().map_or("/", http::uri::PathAndQuery::as_str),
                     headers: &headers,
                     skip: &skip,
                     extra: &added.fields(),
                 };
-                match upstream::exchange(&pool, out, body).await {
-                    Ok(resp) => {
-                        let (mut parts, body) = resp.into_parts();
-                        strip_hop_by_hop(&mut parts.headers, &[]);
-                        Ok(http::Response::from_parts(
-                            parts,
-                            body.map_err(Into::into).boxed_unsync(),
-                        ))
-                    }
-                    Err(e) => Ok(failed(
-                        &metrics,
-                        &upstream,
-                        e.is_connect(),
-                        &e,
-                        request_id.as_ref(),
-                        tripped.as_ref(),
-                    )),
-                }
+                Ok(match upstream::exchange(&pool, out, body).await {
+                    Ok(resp) => relay(resp),
+                    Err(e) => fail.answer(e.is_connect(), &e),
+                })
             });
         }
-        let uri = match upstream.uri_for(parts.uri.path_and_query()) {
+        let uri = match fail.upstream.uri_for(parts.uri.path_and_query()) {
             Ok(u) => u,
             Err(_) => {
                 return Box::pin(std::future::ready(Ok(
-                    Reject::BadTarget.into_response(request_id.as_ref())
+                    Reject::BadTarget.into_response(fail.request_id.as_ref())
                 )));
             }
         };
@@ -236,24 +228,10 @@ where
 
         let fut = self.client.client.request(out);
         Box::pin(async move {
-            match fut.await {
-                Ok(resp) => {
-                    let (mut parts, body) = resp.into_parts();
-                    strip_hop_by_hop(&mut parts.headers, &[]);
-                    let body: RespBody = body.map_err(Into::into).boxed_unsync();
-                    let mut resp = http::Response::from_parts(parts, body);
-                    resp.extensions_mut().clear();
-                    Ok(resp)
-                }
-                Err(e) => Ok(failed(
-                    &metrics,
-                    &upstream,
-                    e.is_connect(),
-                    &e,
-                    request_id.as_ref(),
-                    tripped.as_ref(),
-                )),
-            }
+            Ok(match fut.await {
+                Ok(resp) => relay(resp),
+                Err(e) => fail.answer(e.is_connect(), &e),
+            })
         })
     }
 }
@@ -351,13 +329,16 @@ impl Added {
             || n == header::TRANSFER_ENCODING
             // hyper answered the client's 100-continue when the body was first polled.
             || n == header::EXPECT
-            || self.fields().iter().any(|(name, v)| v.is_some() && *name == n)
             // Identity fields come from the gateway alone (Sanitize stripped the
             // client's, this keeps that true whatever a later stage did).
             || n == X_RAMPART_AUTH
             || n == X_RAMPART_SUBJECT
             || n == X_RAMPART_TENANT
             || n == X_RAMPART_SCOPES
+            // X-Forwarded-* only where the gateway sets its own value.
+            || (self.xff.is_some() && n == XFF)
+            || (self.xfp.is_some() && n == XFP)
+            || (self.xfh.is_some() && n == XFH)
     }
 
     /// For hyper's client: the same result as a header map.
@@ -379,29 +360,46 @@ impl Added {
     }
 }
 
-/// The answer when the upstream exchange failed: 413 if the client's body crossed its
-/// limit (that is why the exchange stopped), else 502, counted and logged.
-fn failed(
-    metrics: &GatewayMetrics,
-    upstream: &Upstream,
-    connect: bool,
-    e: &(dyn std::error::Error + 'static),
-    request_id: Option<&RequestId>,
-    tripped: Option<&BodyLimitTripped>,
-) -> Resp {
-    if tripped.is_some_and(BodyLimitTripped::is_set) {
-        return Reject::PayloadTooLarge.into_response(request_id);
+/// The upstream's response as the client gets it: hop-by-hop fields and the upstream
+/// side's extensions dropped, body boxed.
+fn relay<B>(resp: http::Response<B>) -> Resp
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, &[]);
+    parts.extensions.clear();
+    let body: RespBody = body.map_err(Into::into).boxed_unsync();
+    http::Response::from_parts(parts, body)
+}
+
+/// What a failed exchange needs to answer: 413 if the client's body crossed its limit
+/// (that is why the exchange stopped), else 502, counted and logged.
+struct Failure {
+    metrics: Arc<GatewayMetrics>,
+    upstream: Arc<Upstream>,
+    request_id: Option<RequestId>,
+    tripped: Option<BodyLimitTripped>,
+}
+
+impl Failure {
+    fn answer(&self, connect: bool, e: &(dyn std::error::Error + 'static)) -> Resp {
+        let request_id = self.request_id.as_ref();
+        if self.tripped.as_ref().is_some_and(BodyLimitTripped::is_set) {
+            return Reject::PayloadTooLarge.into_response(request_id);
+        }
+        let kind = if connect { "connect" } else { "request" };
+        self.metrics.upstream_error(&self.upstream.name, kind);
+        tracing::warn!(
+            upstream = &*self.upstream.name,
+            kind,
+            request_id = request_id.map(RequestId::as_str),
+            error = %error_chain(e),
+            "upstream request failed"
+        );
+        Reject::BadGateway.into_response(request_id)
     }
-    let kind = if connect { "connect" } else { "request" };
-    metrics.upstream_error(&upstream.name, kind);
-    tracing::warn!(
-        upstream = &*upstream.name,
-        kind,
-        request_id = request_id.map(RequestId::as_str),
-        error = %error_chain(e),
-        "upstream request failed"
-    );
-    Reject::BadGateway.into_response(request_id)
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -344,15 +344,18 @@ impl Gateway {
 
     /// Waits until a stderr line contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        Self::wait_in(&self.stderr, needle, timeout)
+    }
+
+    /// Waits for an access-log line (stdout) containing `needle`.
+    pub fn wait_access(&self, needle: &str, timeout: Duration) -> bool {
+        Self::wait_in(&self.stdout, needle, timeout)
+    }
+
+    fn wait_in(lines: &Mutex<Vec<String>>, needle: &str, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
-            if self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-            {
+            if lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -331,8 +331,7 @@ impl ApiKeys {
 
     /// Every key's metadata (revoked and expired ones included), oldest first.
     pub async fn list(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = all_keys(&self.store).await?;
-        Ok(rows.into_iter().map(|(r, _)| r).collect())
+        list_api_keys(&self.store).await
     }
 
     /// One key's metadata.
@@ -365,58 +364,73 @@ impl ApiKeys {
         &self,
         id: &str,
     ) -> Result<Option<(Revocation, Option<Result<(), StoreError>>)>, StoreError> {
-        if !key::is_key_id(id) {
-            return Ok(None);
-        }
-        let now = now_unix();
-        let found = with_pool!(&self.store.pool, |p| async {
-            let mut tx = p.begin().await?;
-            let seq: i64 = sqlx::query_scalar(BUMP_SEQ).fetch_one(&mut *tx).await?;
-            let expires = sqlx::query_scalar::<_, Option<i64>>(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1), seq = $2 \
-                 WHERE id = $3 RETURNING expires_at",
-            )
-            .bind(now)
-            .bind(seq)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(expires) = expires else {
-                tx.rollback().await?;
-                return Ok::<_, sqlx::Error>(None);
-            };
-            // An already-expired key needs no list entry; keep a short one anyway so
-            // caches that missed the expiry still refuse it.
-            let until = expires.map(|e| e.max(now + 60));
-            sqlx::query(UPSERT_REVOCATION)
-                .bind(RevocationKind::ApiKey.as_str())
-                .bind(id)
-                .bind(until)
-                .bind(now)
-                .bind(Some("apikey revoke"))
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(Some(until))
-        }
-        .await)?;
-        let Some(until) = found else {
-            return Ok(None);
-        };
-        let rev = Revocation {
-            kind: RevocationKind::ApiKey,
-            value: id.to_owned(),
-            until,
-            created: now,
-            reason: Some("apikey revoke".into()),
-        };
-        let published = match &self.store.bus {
-            Some(bus) => Some(bus.publish(&rev).await),
-            None => None,
-        };
-        Ok(Some((rev, published)))
+        revoke_key(&self.store, id).await
     }
+}
+
+/// Marks a key revoked and records its `apikey` revocation in one transaction, then
+/// publishes (needs no pepper: `rampart revoke --apikey` uses it too).
+pub(crate) async fn revoke_key(
+    store: &Store,
+    id: &str,
+) -> Result<Option<(Revocation, Option<Result<(), StoreError>>)>, StoreError> {
+    if !key::is_key_id(id) {
+        return Ok(None);
+    }
+    let now = now_unix();
+    let found = with_pool!(&store.pool, |p| async {
+        let mut tx = p.begin().await?;
+        let seq: i64 = sqlx::query_scalar(BUMP_SEQ).fetch_one(&mut *tx).await?;
+        let expires = sqlx::query_scalar::<_, Option<i64>>(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1), seq = $2 \
+             WHERE id = $3 RETURNING expires_at",
+        )
+        .bind(now)
+        .bind(seq)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(expires) = expires else {
+            tx.rollback().await?;
+            return Ok::<_, sqlx::Error>(None);
+        };
+        // An already-expired key needs no list entry; keep a short one anyway so
+        // caches that missed the expiry still refuse it.
+        let until = expires.map(|e| e.max(now + 60));
+        sqlx::query(UPSERT_REVOCATION)
+            .bind(RevocationKind::ApiKey.as_str())
+            .bind(id)
+            .bind(until)
+            .bind(now)
+            .bind(Some("apikey revoke"))
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(until))
+    }
+    .await)?;
+    let Some(until) = found else {
+        return Ok(None);
+    };
+    let rev = Revocation {
+        kind: RevocationKind::ApiKey,
+        value: id.to_owned(),
+        until,
+        created: now,
+        reason: Some("apikey revoke".into()),
+    };
+    let published = match &store.bus {
+        Some(bus) => Some(bus.publish(&rev).await),
+        None => None,
+    };
+    Ok(Some((rev, published)))
+}
+
+/// Every key's metadata, oldest first ([`ApiKeys::list`] without needing the pepper).
+pub async fn list_api_keys(store: &Store) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    let rows = all_keys(store).await?;
+    Ok(rows.into_iter().map(|(r, _)| r).collect())
 }
 
 /// Every key row, oldest first.

@@ -231,6 +231,7 @@ async fn subscribe_once(
     let mut ps = url.client.get_async_pubsub().await?;
     ps.subscribe(url.channel()).await?;
     let n = read_set(url, revs, keys).await?;
+    revs.set_redis_subscribed(true);
     tracing::info!(entries = n, "subscribed to Redis revocation fan-out");
     let mut stream = ps.on_message();
     while let Some(msg) = stream.next().await {
@@ -259,7 +260,9 @@ pub(crate) async fn subscribe_loop(
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = tokio::time::Instant::now();
-        if let Err(e) = subscribe_once(&url, &revs, &keys).await {
+        let result = subscribe_once(&url, &revs, &keys).await;
+        revs.set_redis_subscribed(false);
+        if let Err(e) = result {
             tracing::warn!(reason = %redis_reason(&e), "Redis revocation subscription failed; retrying");
         }
         if started.elapsed() > Duration::from_secs(30) {

@@ -65,7 +65,7 @@ pub mod when;
 
 pub use apikeys::{
     ApiKeyRecord, ApiKeySecret, ApiKeys, MAX_FIELD_BYTES, MAX_LIST, MIN_PEPPER_BYTES, NewApiKey,
-    RateLimitOverride, pepper_from_config,
+    RateLimitOverride, list_api_keys, pepper_from_config,
 };
 pub use bus::{MAX_MESSAGE_BYTES, MAX_REDIS_ENTRIES, RedisUrl};
 pub use cache::{ApiKeyCache, ApiKeyError};

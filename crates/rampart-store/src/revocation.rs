@@ -221,6 +221,16 @@ impl Revocations {
         Ok(rev)
     }
 
+    /// Revokes an API key by id: marks its row and records the `apikey` entry (lapsing
+    /// when the key would have expired), as [`crate::ApiKeys::revoke`] does, without
+    /// needing the pepper. `None`: no such key.
+    pub async fn revoke_api_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Revocation, Option<Result<(), StoreError>>)>, StoreError> {
+        crate::apikeys::revoke_key(&self.store, id).await
+    }
+
     /// Entries that have not lapsed, oldest first.
     pub async fn list(&self) -> Result<Vec<Revocation>, StoreError> {
         let now = now_unix();
@@ -334,6 +344,7 @@ impl Snapshot {
 pub struct RevocationSet {
     snap: ArcSwap<Snapshot>,
     loaded: AtomicBool,
+    redis: AtomicBool,
 }
 
 impl std::fmt::Debug for RevocationSet {
@@ -402,6 +413,16 @@ impl RevocationSet {
 
     pub(crate) fn set_loaded(&self) {
         self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether the Redis subscription is up (subscribed and the set read). `false`
+    /// without Redis, and while reconnecting: revocations then arrive by polling only.
+    pub fn redis_subscribed(&self) -> bool {
+        self.redis.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_redis_subscribed(&self, up: bool) {
+        self.redis.store(up, Ordering::Release);
     }
 
     /// Adds one entry now (e.g. the admin API on the node that revoked).

@@ -116,6 +116,7 @@ pub fn spawn_sync_with(
         }
         if let Some(s) = sub {
             s.abort();
+            revs.set_redis_subscribed(false);
         }
     })
 }

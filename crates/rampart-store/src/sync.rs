@@ -125,6 +125,7 @@ async fn run(opts: SyncOptions, store: &Store, keys: &ApiKeyCache, revs: &Revoca
     let mut cursor: Option<i64> = None;
     let mut last_full = tokio::time::Instant::now();
     let mut last_prune = tokio::time::Instant::now();
+    let mut last_mem_prune = tokio::time::Instant::now();
     let mut failing = false;
     loop {
         let result = match cursor {
@@ -152,7 +153,11 @@ async fn run(opts: SyncOptions, store: &Store, keys: &ApiKeyCache, revs: &Revoca
                 }
             }
         }
-        revs.prune(now_unix());
+        // Lapsed entries answer "not revoked" already; dropping them only frees memory.
+        if last_mem_prune.elapsed() >= Duration::from_secs(30) {
+            last_mem_prune = tokio::time::Instant::now();
+            revs.prune(now_unix());
+        }
         if last_prune.elapsed() >= opts.prune_interval {
             last_prune = tokio::time::Instant::now();
             // A day of grace so a lagging node never loses an entry it still needs.

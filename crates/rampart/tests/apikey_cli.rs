@@ -104,6 +104,20 @@ async fn create_list_revoke_never_show_the_secret() {
     assert_eq!(key.len(), rampart_store::key::KEY_LEN);
     let id = rampart_store::key::parse(&key).unwrap().id.to_owned();
     assert!(err(&o).contains(&id) && err(&o).contains("shown once"));
+    // The documented scanner regex finds exactly the key in the output (GNU grep -E).
+    let mut grep = Command::new("grep")
+        .args(["-Eo", rampart_store::key::SCANNER_REGEX])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = grep.stdin.take().unwrap();
+        write!(stdin, "leaked: X-Api-Key: {key}\nnot a key: rpk_short_x\n").unwrap();
+    }
+    let found = grep.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), key);
     assert!(!err(&o).contains(&key));
 
     // JSON: the key under "key", with the metadata.

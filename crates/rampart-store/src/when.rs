@@ -110,4 +110,19 @@ mod tests {
         assert!(parse_until("2027-13-01T00:00:00Z", now).is_err());
         assert_eq!(rfc3339(1_801_353_600), "2027-01-31T00:00:00Z");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in ".{0,40}", now in proptest::prelude::any::<i64>()) {
+            let _ = parse_duration(&s);
+            let _ = parse_until(&s, now);
+            let _ = rfc3339(now);
+        }
+
+        #[test]
+        fn durations_round_trip(n in 1i64..5_000, unit in proptest::sample::select(vec![("s", 1i64), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800)])) {
+            let v = parse_duration(&format!("{n}{}", unit.0)).unwrap();
+            proptest::prop_assert_eq!(v, n * unit.1);
+        }
+    }
 }

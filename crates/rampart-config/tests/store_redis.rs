@@ -115,3 +115,47 @@ fn store_url_may_be_a_reference() {
     let e = load_env(&dev("[store]\nurl = \"env:DB\"\n"), &[("DB", "mysql://x")]).unwrap_err();
     assert!(diag(&e, "store.url").message.contains("sqlite://"));
 }
+
+#[test]
+fn pepper_file_is_rechecked_by_check() {
+    let d = scratch();
+    let f = d.path().join("pepper");
+    write(&f, PEPPER, 0o600);
+    let text = dev(&format!(
+        "[auth.api_key]\npepper = \"file:{}\"\n",
+        f.display()
+    ));
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.later
+            .auth
+            .as_ref()
+            .unwrap()
+            .api_key
+            .as_ref()
+            .unwrap()
+            .pepper
+            .as_ref()
+            .unwrap()
+            .expose(),
+        PEPPER.as_bytes()
+    );
+    let ok = rampart_config::check_config(&c);
+    assert!(
+        !ok.iter().any(|x| x.message.contains("auth.api_key.pepper")),
+        "{ok:?}"
+    );
+    // The file became readable after the load: `check` says so (exit 1 class).
+    write(&f, PEPPER, 0o644);
+    let later = rampart_config::check_config(&c);
+    let hit = later
+        .iter()
+        .find(|x| x.message.contains("auth.api_key.pepper"))
+        .unwrap();
+    assert_eq!(hit.code, "secret-file-mode");
+    // And a fresh load refuses it.
+    assert_eq!(
+        diag(&errors(&text), "auth.api_key.pepper").code,
+        "secret-file-mode"
+    );
+}

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 
 use crate::StoreError;
 use crate::cache::ApiKeyCache;
@@ -25,6 +25,8 @@ use crate::when::now_unix;
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Most set members read at start.
 pub const MAX_REDIS_ENTRIES: usize = 1_000_000;
+/// Most messages applied as one batch.
+const MAX_BATCH: usize = 1024;
 /// A publish that takes longer is abandoned (the store poll still delivers it).
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -234,16 +236,28 @@ async fn subscribe_once(
     revs.set_redis_subscribed(true);
     tracing::info!(entries = n, "subscribed to Redis revocation fan-out");
     let mut stream = ps.on_message();
-    while let Some(msg) = stream.next().await {
-        match decode(msg.get_payload_bytes()) {
-            Some(r) => {
-                if r.kind == RevocationKind::ApiKey {
-                    keys.mark_revoked(&r.value, now_unix());
-                }
-                revs.insert(r);
+    while let Some(first) = stream.next().await {
+        // A burst is applied as one batch: one snapshot copy, not one per message.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match stream.next().now_or_never() {
+                Some(Some(m)) => batch.push(m),
+                _ => break,
             }
-            None => tracing::warn!("ignoring a malformed Redis revocation message"),
         }
+        let mut list = Vec::with_capacity(batch.len());
+        for msg in &batch {
+            match decode(msg.get_payload_bytes()) {
+                Some(r) => {
+                    if r.kind == RevocationKind::ApiKey {
+                        keys.mark_revoked(&r.value, now_unix());
+                    }
+                    list.push(r);
+                }
+                None => tracing::warn!("ignoring a malformed Redis revocation message"),
+            }
+        }
+        revs.insert_many(list);
     }
     Err(redis::RedisError::from((
         redis::ErrorKind::Io,

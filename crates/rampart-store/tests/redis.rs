@@ -218,3 +218,32 @@ fn redis_urls_are_checked_and_redacted() {
     assert!(!format!("{u:?}").contains("hunter2"));
     assert_eq!(u.channel(), "rampart:revocations");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_messages_is_applied() {
+    let ns = unique("rampart-burst");
+    let redis = RedisUrl::new(REDIS).unwrap().with_namespace(&ns);
+    let (store, dir) = sqlite_store().await;
+    let node = Node::start(store.clone(), redis);
+    node.ready().await;
+    let until = when::now_unix() + 120;
+    let client = redis::Client::open(REDIS).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("PUBLISH")
+            .arg(format!("{ns}:revocations"))
+            .arg(format!(
+                "{{\"kind\":\"jti\",\"value\":\"burst-{i}\",\"until\":{until}}}"
+            ))
+            .ignore();
+    }
+    let t0 = Instant::now();
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+    let took = within(t0, Duration::from_secs(3), || node.revs.len() == 2000).await;
+    eprintln!("2000 published revocations applied after {took:?}");
+    assert!(node.revs.is_revoked_jti("burst-0") && node.revs.is_revoked_jti("burst-1999"));
+    node.stop().await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

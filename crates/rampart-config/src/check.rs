@@ -131,6 +131,16 @@ pub fn check_config(cfg: &Config) -> Vec<Finding> {
     secret_findings("auth.jwt.hs256_secret", hs, &mut out);
     let kek = l.crypto.as_ref().and_then(|c| c.kek.as_ref());
     secret_findings("crypto.kek", kek, &mut out);
+    let pepper = l
+        .auth
+        .as_ref()
+        .and_then(|a| a.api_key.as_ref())
+        .and_then(|k| k.pepper.as_ref());
+    secret_findings("auth.api_key.pepper", pepper, &mut out);
+    let store_url = l.store.as_ref().and_then(|s| s.url_secret.as_ref());
+    secret_findings("store.url", store_url, &mut out);
+    let redis_url = l.redis.as_ref().and_then(|r| r.url.as_ref());
+    secret_findings("redis.url", redis_url, &mut out);
     if kek.is_none() {
         out.push(Finding {
             severity: Severity::Info,

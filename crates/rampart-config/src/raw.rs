@@ -90,6 +90,10 @@ pub struct JwtSection {
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeySection {
     pub header: Option<String>,
+    /// Server-side key of the keyed hash (HMAC-SHA256) under which API keys are stored:
+    /// `env:NAME` or `file:PATH` only, at least 32 bytes. Required in profile `prod` when
+    /// `auth.modes` contains `"api_key"`.
+    pub pepper: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -191,8 +195,31 @@ pub struct CryptoSection {
 
 #[derive(Debug, Clone, Default)]
 pub struct StoreSection {
-    /// `sqlite://…` (under `data_dir`) or `postgres://…`.
+    /// `sqlite://…` (under `data_dir`) or `postgres://…`, as written, or the resolved
+    /// value of an `env:NAME` / `file:PATH` reference (a PostgreSQL URL may hold a
+    /// password): see [`StoreSection::resolved_url`].
     pub url: Option<String>,
+    /// The resolved URL when `url` was an `env:`/`file:` reference.
+    pub url_secret: Option<Secret>,
+}
+
+impl StoreSection {
+    /// The URL to connect to: the resolved reference, else the literal value.
+    pub fn resolved_url(&self) -> Option<&str> {
+        match &self.url_secret {
+            Some(s) => s.expose_str(),
+            None => self.url.as_deref(),
+        }
+    }
+}
+
+/// `[redis]`: shared by several gateways (revocation fan-out, signature nonces, rate
+/// limits). Absent: none of them use Redis.
+#[derive(Debug, Clone, Default)]
+pub struct RedisSection {
+    /// `redis://…` or `rediss://…` (TLS); written literally or as `env:NAME` /
+    /// `file:PATH` (the URL may carry a password). Always redacted in `Debug`.
+    pub url: Option<Secret>,
 }
 
 /// Every later section; `None` = the section is absent.
@@ -205,6 +232,7 @@ pub struct LaterSections {
     pub signing: Option<SigningSection>,
     pub crypto: Option<CryptoSection>,
     pub store: Option<StoreSection>,
+    pub redis: Option<RedisSection>,
 }
 
 impl LaterSections {
@@ -251,6 +279,7 @@ pub(crate) fn parse(cx: &mut Cx<'_>, top: &Tbl<'_>) -> LaterSections {
         signing: top.get("signing").and_then(|i| signing(cx, i)),
         crypto: top.get("crypto").and_then(|i| crypto(cx, i)),
         store: top.get("store").and_then(|i| store(cx, i)),
+        redis: top.get("redis").and_then(|i| redis(cx, i)),
     }
 }
 
@@ -286,12 +315,11 @@ fn auth(cx: &mut Cx<'_>, item: &Item) -> Option<AuthSection> {
     a.identity_header = header_name(cx, &t, "identity_header");
     a.jwt = t.get("jwt").and_then(|i| jwt(cx, i));
     if let Some(i) = t.get("api_key")
-        && let Some(s) = cx.table(i, "auth.api_key", &["header"])
+        && let Some(s) = cx.table(i, "auth.api_key", &["header", "pepper"])
     {
-        a.api_key = Some(ApiKeySection {
-            header: header_name(cx, &s, "header"),
-        });
+        a.api_key = Some(api_key_section(cx, &s));
     }
+    api_key_pepper_rule(cx, &t, &a);
     if let Some(i) = t.get("mtls")
         && let Some(s) = cx.table(
             i,
@@ -350,6 +378,60 @@ fn cert_map(cx: &mut Cx<'_>, item: &Item) -> Vec<CertMapping> {
         });
     }
     out
+}
+
+/// Minimum pepper length: the HMAC-SHA256 key should carry at least the hash's 256 bits.
+const MIN_PEPPER_BYTES: usize = 32;
+
+fn api_key_section(cx: &mut Cx<'_>, s: &Tbl<'_>) -> ApiKeySection {
+    let pepper = cx.opt_secret(s, "pepper", false);
+    if let (Some(p), Some(i)) = (&pepper, s.get("pepper"))
+        && p.len() < MIN_PEPPER_BYTES
+    {
+        cx.error(
+            i,
+            "auth.api_key.pepper",
+            format!(
+                "{} holds {} bytes; the API key pepper must be at least {MIN_PEPPER_BYTES} bytes \
+                 (e.g. `openssl rand -base64 48`)",
+                p.source(),
+                p.len()
+            ),
+        );
+    }
+    ApiKeySection {
+        header: header_name(cx, s, "header"),
+        pepper,
+    }
+}
+
+/// API keys are verified against keyed hashes: without a pepper no key can be checked.
+fn api_key_pepper_rule(cx: &mut Cx<'_>, t: &Tbl<'_>, a: &AuthSection) {
+    let wants = a
+        .modes
+        .as_ref()
+        .is_some_and(|m| m.contains(&AuthMode::ApiKey));
+    let has = a.api_key.as_ref().is_some_and(|k| k.pepper.is_some())
+        || t.get("api_key")
+            .is_some_and(|i| matches!(&i.node, Node::Table(m) if m.contains_key("pepper")));
+    if !wants || has {
+        return;
+    }
+    match cx.profile {
+        Profile::Prod => {
+            let at = t.get("api_key").unwrap_or(t.item);
+            cx.error_code(
+                at,
+                "auth.api_key.pepper",
+                "missing-key",
+                "auth.modes contains \"api_key\": set auth.api_key.pepper = \"env:NAME\" or \"file:PATH\" \
+                 (at least 32 bytes; API keys are stored as HMAC-SHA256 under it)",
+            );
+        }
+        Profile::Dev => cx.warn(
+            "auth.modes contains \"api_key\" but auth.api_key.pepper is not set: no API key can be verified",
+        ),
+    }
 }
 
 fn jwt(cx: &mut Cx<'_>, item: &Item) -> Option<JwtSection> {
@@ -679,17 +761,33 @@ fn crypto(cx: &mut Cx<'_>, item: &Item) -> Option<CryptoSection> {
     Some(CryptoSection { kek })
 }
 
+const STORE_SCHEMES: &[&str] = &["sqlite://", "postgres://", "postgresql://"];
+
 fn store(cx: &mut Cx<'_>, item: &Item) -> Option<StoreSection> {
     let t = cx.table(item, "store", &["url"])?;
-    let mut url = None;
+    let mut out = StoreSection::default();
     if let Some(i) = t.get("url")
         && let Some(s) = cx.str_of(i, "store.url")
     {
-        if ["sqlite://", "postgres://", "postgresql://", "env:", "file:"]
-            .iter()
-            .any(|p| s.starts_with(p))
-        {
-            url = Some(s);
+        if s.starts_with("env:") || s.starts_with("file:") {
+            if let Some(sec) = cx.opt_secret(&t, "url", false) {
+                let v = sec.expose_str().unwrap_or("");
+                if STORE_SCHEMES.iter().any(|p| v.starts_with(p)) {
+                    out.url = Some(s);
+                    out.url_secret = Some(sec);
+                } else {
+                    cx.error(
+                        i,
+                        "store.url",
+                        format!(
+                            "{} must hold a URL starting with sqlite:// or postgres://",
+                            sec.source()
+                        ),
+                    );
+                }
+            }
+        } else if STORE_SCHEMES.iter().any(|p| s.starts_with(p)) {
+            out.url = Some(s);
         } else {
             cx.error(
                 i,
@@ -698,7 +796,42 @@ fn store(cx: &mut Cx<'_>, item: &Item) -> Option<StoreSection> {
             );
         }
     }
-    Some(StoreSection { url })
+    Some(out)
+}
+
+fn redis(cx: &mut Cx<'_>, item: &Item) -> Option<RedisSection> {
+    let t = cx.table(item, "redis", &["url"])?;
+    let mut out = RedisSection::default();
+    if let Some(i) = t.get("url")
+        && let Some(s) = cx.str_of(i, "redis.url")
+    {
+        let literal = !(s.starts_with("env:") || s.starts_with("file:"));
+        if literal && !(s.starts_with("redis://") || s.starts_with("rediss://")) {
+            // Never echo the value: it may be a URL with a password in it.
+            cx.error(
+                i,
+                "redis.url",
+                "must start with redis:// or rediss:// (or be an env:NAME / file:PATH reference)",
+            );
+        } else if literal {
+            out.url = Some(Secret::with_source(s.into_bytes(), "literal"));
+        } else if let Some(sec) = cx.opt_secret(&t, "url", false) {
+            let v = sec.expose_str().unwrap_or("");
+            if v.starts_with("redis://") || v.starts_with("rediss://") {
+                out.url = Some(sec);
+            } else {
+                cx.error(
+                    i,
+                    "redis.url",
+                    format!(
+                        "{} must hold a URL starting with redis:// or rediss://",
+                        sec.source()
+                    ),
+                );
+            }
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "signing",
     "crypto",
     "store",
+    "redis",
 ];
 
 const SERVER_KEYS: &[&str] = &[

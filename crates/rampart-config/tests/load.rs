@@ -101,6 +101,7 @@ tenant_claim = "tenant"
 
 [auth.api_key]
 header = "x-api-key"
+pepper = "env:RAMPART_API_KEY_PEPPER"
 
 [auth.mtls]
 identity_header = "x-ssl-client-subject"
@@ -166,11 +167,20 @@ kek = "env:RAMPART_KEK"
 
 [store]
 url = "sqlite://rampart.db"
+
+[redis]
+url = "redis://127.0.0.1:6379"
 "#;
-    let e = env(&[(
-        "RAMPART_KEK",
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-    )]);
+    let e = env(&[
+        (
+            "RAMPART_KEK",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+        (
+            "RAMPART_API_KEY_PEPPER",
+            "0123456789abcdef0123456789abcdef-pepper",
+        ),
+    ]);
     let c = rampart_config::load_from_strs(&[("rampart.toml", text)], &e).unwrap();
     assert_eq!(c.routes.len(), 3);
     assert_eq!(c.routes[1].path, "/tenants/{tenant}/jobs");

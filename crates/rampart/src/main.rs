@@ -5,10 +5,12 @@
 //! error.
 
 mod auth;
+mod apikey;
 mod check;
 mod demo;
 mod echo;
 mod logging;
+mod revoke;
 mod serve;
 
 use std::net::SocketAddr;
@@ -68,6 +70,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         admin_listen: SocketAddr,
     },
+    /// API keys: create (printed once), list (metadata only), revoke.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rampart apikey create --config rampart.toml --name ci --tenant acme --scopes \"jobs metrics\" --expires 90d\n  rampart apikey list --config rampart.toml --format json\n  rampart apikey revoke --config rampart.toml 4fGh7Kq2LmN9"
+    )]
+    Apikey(apikey::ApiKeyCommand),
+    /// Add a token id, subject, client certificate or API key to the revocation list.
+    #[command(
+        after_help = "Examples:\n  rampart revoke --config rampart.toml --jti 3f2c9a --until 2027-01-31T00:00:00Z\n  rampart revoke --config rampart.toml --subject mallory@example.com\n  rampart revoke --config rampart.toml --cert-fp SHA256:AB:CD:… --until 30d\n\nExit status: 0 recorded, 1 the store failed or the API key does not exist, 2 usage or configuration error."
+    )]
+    Revoke(revoke::RevokeArgs),
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -89,6 +102,8 @@ fn main() -> ExitCode {
             admin_listen,
         } => demo::run(listen, admin_listen),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
+        Command::Apikey(cmd) => apikey::run(cmd),
+        Command::Revoke(args) => revoke::run(args),
     };
     ExitCode::from(code)
 }

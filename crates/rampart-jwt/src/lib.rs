@@ -75,7 +75,7 @@ pub use settings::{
     DEFAULT_CACHE_ENTRIES, DEFAULT_MAX_STALE, DEFAULT_MAX_TOKEN_BYTES,
     DEFAULT_UNKNOWN_KID_INTERVAL, Hs256Key, JwksSource, JwtConfigError, JwtSettings,
 };
-pub use verifier::{JwtVerifier, UNKNOWN_KID_WAIT};
+pub use verifier::{JwtVerifier, UNKNOWN_KID_WAIT, verify_jws_signature};
 
 /// What a verified token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq)]

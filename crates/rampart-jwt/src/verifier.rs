@@ -285,3 +285,23 @@ fn check_signature(k: &Key, alg: Alg, p: &Parsed<'_>) -> Result<(), Reason> {
     v.verify_sig(p.signing_input, &p.signature)
         .map_err(|_| reason::BAD_SIGNATURE)
 }
+
+/// Checks only the signature of a compact JWS against a key set (no claims, no cache):
+/// the same header policy, key selection and signature checks as
+/// [`JwtVerifier::verify`]. Returns the payload. For non-JWT JWS (test vectors, signed
+/// documents).
+pub fn verify_jws_signature(
+    set: &KeySet,
+    allowed: &[Alg],
+    token: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, Reason> {
+    let parsed = jws::parse(token, max_bytes)?;
+    let alg = parsed.header.alg;
+    if !allowed.contains(&alg) || alg.family() == Family::Hmac {
+        return Err(reason::ALG_NOT_ALLOWED);
+    }
+    let key = select_key(set, &parsed)?;
+    check_signature(key, alg, &parsed)?;
+    Ok(parsed.payload)
+}

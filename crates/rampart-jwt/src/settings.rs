@@ -203,10 +203,17 @@ impl JwtSettings {
         if let Some(v) = j.token_cache_entries {
             s.cache_entries = usize::try_from(v).unwrap_or(DEFAULT_CACHE_ENTRIES);
         }
+        // Discovery from `issuer` only when asymmetric keys are wanted: with a dev
+        // `hs256_secret` and no explicit asymmetric algorithm, `issuer` is only the
+        // `iss` claim check.
+        let wants_asymmetric = match &j.allowed_algs {
+            Some(_) => s.allowed_algs.iter().any(|a| *a != Alg::HS256),
+            None => s.hs256_secret.is_none(),
+        };
         s.jwks = match (&j.jwks_url, &j.issuer) {
             (Some(u), _) => Some(JwksSource::Url(u.clone())),
-            (None, Some(iss)) => Some(discovery(profile, iss)?),
-            (None, None) => None,
+            (None, Some(iss)) if wants_asymmetric => Some(discovery(profile, iss)?),
+            _ => None,
         };
         let needs_keys = s.allowed_algs.iter().any(|a| *a != Alg::HS256);
         if s.jwks.is_none() && (needs_keys && s.hs256_secret.is_none()) {
@@ -341,6 +348,14 @@ mod tests {
         assert!(s.jwks.is_none());
         let r = load(&format!("{DEV}[auth.jwt]\nallowed_algs = [\"HS256\"]\njwks_url = \"http://127.0.0.1:9/k\"\n")).unwrap();
         assert_eq!(r.err(), Some(JwtConfigError::Hs256WithoutSecret));
+        // issuer with only the dev secret: an `iss` check, not a discovery source.
+        let s = load(&format!(
+            "{DEV}[auth.jwt]\nissuer = \"rampart-dev\"\nhs256_secret = \"0123456789abcdef0123456789abcdef\"\n"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(s.jwks.is_none());
+        assert_eq!(s.claims.issuer.as_deref(), Some("rampart-dev"));
         let r = load(&format!("{DEV}[auth.jwt]\naudience = \"x\"\n")).unwrap();
         assert_eq!(r.err(), Some(JwtConfigError::NoKeySource));
         assert!(format!("{:?}", Hs256Key::new(b"secret".to_vec())).contains("redacted"));

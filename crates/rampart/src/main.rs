@@ -9,6 +9,7 @@ mod demo;
 mod echo;
 mod logging;
 mod serve;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +68,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         admin_listen: SocketAddr,
     },
+    /// Development tokens (HS256, profile "dev" only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -78,6 +84,15 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print an HS256 JWT signed with auth.jwt.hs256_secret (refused outside profile "dev").
+    #[command(
+        after_help = "Example:\n  rampart token mint --config dev.toml --sub alice --tenant acme --scopes \"jobs metrics\" --roles reader --ttl 1h\n\nExit status: 0 token printed, 2 not a dev profile with hs256_secret, or a usage error."
+    )]
+    Mint(token::MintArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
@@ -87,6 +102,9 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => demo::run(listen, admin_listen),
+        Command::Token {
+            command: TokenCommand::Mint(args),
+        } => token::mint(&args),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
     };
     ExitCode::from(code)

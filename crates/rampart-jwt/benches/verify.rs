@@ -32,7 +32,10 @@ fn token(key: &TestKey, alg: &str) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    for (alg, key) in [("RS256", TestKey::rsa("r1")), ("ES256", TestKey::es256("e1"))] {
+    for (alg, key) in [
+        ("RS256", TestKey::rsa("r1")),
+        ("ES256", TestKey::es256("e1")),
+    ] {
         let t = token(&key, alg);
         let mut forged = t.clone();
         let last = forged.pop().unwrap();

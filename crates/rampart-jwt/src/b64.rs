@@ -115,7 +115,9 @@ mod tests {
 
     #[test]
     fn refuses_lenient_spellings() {
-        for bad in ["Zg==", "Zm8=", "Z", "Zm9v Yg", "Zm+v", "Zm/v", "Zh", "Zm9", "Zm\n9v"] {
+        for bad in [
+            "Zg==", "Zm8=", "Z", "Zm9v Yg", "Zm+v", "Zm/v", "Zh", "Zm9", "Zm\n9v",
+        ] {
             assert_eq!(decode(bad.as_bytes()), None, "{bad:?}");
         }
     }

@@ -89,7 +89,11 @@ impl TokenCache {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len())
+            .map(|m| {
+                m.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+            })
             .sum()
     }
 }

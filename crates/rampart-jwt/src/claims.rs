@@ -211,8 +211,10 @@ mod tests {
 
     #[test]
     fn accepts_and_extracts() {
-        let c = run(&with(r#","tenant":"t1","scope":"read  write","roles":["admin"],"jti":"j1""#))
-            .unwrap();
+        let c = run(&with(
+            r#","tenant":"t1","scope":"read  write","roles":["admin"],"jti":"j1""#,
+        ))
+        .unwrap();
         assert_eq!(c.subject, "alice");
         assert_eq!(c.tenant.as_deref(), Some("t1"));
         assert_eq!(c.scopes, vec!["read", "write"]);
@@ -230,42 +232,80 @@ mod tests {
         assert_eq!(t(format!(r#""exp":{}"#, NOW - 61)), Err(reason::EXPIRED));
         assert_eq!(t(format!(r#""exp":{}"#, NOW - 60)), Err(reason::EXPIRED));
         assert!(t(format!(r#""exp":{}"#, NOW - 59)).is_ok(), "within skew");
-        assert!(t(format!(r#""exp":{}.5"#, NOW + 10)).is_ok(), "fractional exp");
+        assert!(
+            t(format!(r#""exp":{}.5"#, NOW + 10)).is_ok(),
+            "fractional exp"
+        );
         assert_eq!(t(format!(r#""exp":"{}""#, NOW + 100)), Err(reason::BAD_EXP));
         assert_eq!(t(r#""exp":-5"#.into()), Err(reason::BAD_EXP));
         assert_eq!(t(r#""exp":null"#.into()), Err(reason::BAD_EXP));
         assert_eq!(t(r#""nbf":1"#.into()), Err(reason::MISSING_EXP));
         let exp = NOW + 600;
-        assert_eq!(t(format!(r#""exp":{exp},"nbf":{}"#, NOW + 61)), Err(reason::NOT_YET_VALID));
+        assert_eq!(
+            t(format!(r#""exp":{exp},"nbf":{}"#, NOW + 61)),
+            Err(reason::NOT_YET_VALID)
+        );
         assert!(t(format!(r#""exp":{exp},"nbf":{}"#, NOW + 60)).is_ok());
         assert_eq!(t(format!(r#""exp":{exp},"nbf":"1""#)), Err(reason::BAD_NBF));
-        assert_eq!(t(format!(r#""exp":{exp},"iat":{}"#, NOW + 61)), Err(reason::IAT_IN_FUTURE));
+        assert_eq!(
+            t(format!(r#""exp":{exp},"iat":{}"#, NOW + 61)),
+            Err(reason::IAT_IN_FUTURE)
+        );
         assert!(t(format!(r#""exp":{exp},"iat":{}"#, NOW + 60)).is_ok());
-        assert_eq!(t(format!(r#""exp":{exp},"iat":true"#)), Err(reason::BAD_IAT));
+        assert_eq!(
+            t(format!(r#""exp":{exp},"iat":true"#)),
+            Err(reason::BAD_IAT)
+        );
     }
 
     #[test]
     fn issuer_and_audience() {
         let exp = NOW + 100;
-        assert_eq!(run(&format!(r#"{{"aud":"rampart","sub":"a","exp":{exp}}}"#)), Err(reason::MISSING_ISSUER));
         assert_eq!(
-            run(&format!(r#"{{"iss":"https://evil/","aud":"rampart","sub":"a","exp":{exp}}}"#)),
+            run(&format!(r#"{{"aud":"rampart","sub":"a","exp":{exp}}}"#)),
+            Err(reason::MISSING_ISSUER)
+        );
+        assert_eq!(
+            run(&format!(
+                r#"{{"iss":"https://evil/","aud":"rampart","sub":"a","exp":{exp}}}"#
+            )),
             Err(reason::BAD_ISSUER)
         );
         assert_eq!(
-            run(&format!(r#"{{"iss":["https://id.example.com/"],"aud":"rampart","sub":"a","exp":{exp}}}"#)),
+            run(&format!(
+                r#"{{"iss":["https://id.example.com/"],"aud":"rampart","sub":"a","exp":{exp}}}"#
+            )),
             Err(reason::BAD_ISSUER)
         );
         let iss = r#""iss":"https://id.example.com/""#;
-        assert_eq!(run(&format!(r#"{{{iss},"sub":"a","exp":{exp}}}"#)), Err(reason::MISSING_AUDIENCE));
-        assert_eq!(run(&format!(r#"{{{iss},"aud":"x","sub":"a","exp":{exp}}}"#)), Err(reason::BAD_AUDIENCE));
         assert_eq!(
-            run(&format!(r#"{{{iss},"aud":["x","y"],"sub":"a","exp":{exp}}}"#)),
+            run(&format!(r#"{{{iss},"sub":"a","exp":{exp}}}"#)),
+            Err(reason::MISSING_AUDIENCE)
+        );
+        assert_eq!(
+            run(&format!(r#"{{{iss},"aud":"x","sub":"a","exp":{exp}}}"#)),
             Err(reason::BAD_AUDIENCE)
         );
-        assert_eq!(run(&format!(r#"{{{iss},"aud":[],"sub":"a","exp":{exp}}}"#)), Err(reason::BAD_AUDIENCE));
-        assert_eq!(run(&format!(r#"{{{iss},"aud":["x",1],"sub":"a","exp":{exp}}}"#)), Err(reason::BAD_AUDIENCE));
-        assert!(run(&format!(r#"{{{iss},"aud":["x","other"],"sub":"a","exp":{exp}}}"#)).is_ok());
+        assert_eq!(
+            run(&format!(
+                r#"{{{iss},"aud":["x","y"],"sub":"a","exp":{exp}}}"#
+            )),
+            Err(reason::BAD_AUDIENCE)
+        );
+        assert_eq!(
+            run(&format!(r#"{{{iss},"aud":[],"sub":"a","exp":{exp}}}"#)),
+            Err(reason::BAD_AUDIENCE)
+        );
+        assert_eq!(
+            run(&format!(r#"{{{iss},"aud":["x",1],"sub":"a","exp":{exp}}}"#)),
+            Err(reason::BAD_AUDIENCE)
+        );
+        assert!(
+            run(&format!(
+                r#"{{{iss},"aud":["x","other"],"sub":"a","exp":{exp}}}"#
+            ))
+            .is_ok()
+        );
         // Neither configured: neither required.
         let mut r = rules();
         r.issuer = None;
@@ -278,9 +318,18 @@ mod tests {
         assert_eq!(run(&with(r#","sub":"b""#)), Err(reason::DUPLICATE_MEMBER));
         let exp = NOW + 100;
         let iss = r#""iss":"https://id.example.com/","aud":"rampart""#;
-        assert_eq!(run(&format!(r#"{{{iss},"exp":{exp}}}"#)), Err(reason::MISSING_SUBJECT));
-        assert_eq!(run(&format!(r#"{{{iss},"sub":"","exp":{exp}}}"#)), Err(reason::MISSING_SUBJECT));
-        assert_eq!(run(&format!(r#"{{{iss},"sub":7,"exp":{exp}}}"#)), Err(reason::MISSING_SUBJECT));
+        assert_eq!(
+            run(&format!(r#"{{{iss},"exp":{exp}}}"#)),
+            Err(reason::MISSING_SUBJECT)
+        );
+        assert_eq!(
+            run(&format!(r#"{{{iss},"sub":"","exp":{exp}}}"#)),
+            Err(reason::MISSING_SUBJECT)
+        );
+        assert_eq!(
+            run(&format!(r#"{{{iss},"sub":7,"exp":{exp}}}"#)),
+            Err(reason::MISSING_SUBJECT)
+        );
         assert_eq!(run(&with(r#","tenant":5"#)), Err(reason::BAD_CLAIM));
         assert_eq!(run(&with(r#","scope":{"a":1}"#)), Err(reason::BAD_CLAIM));
         assert_eq!(run(&with(r#","roles":[1]"#)), Err(reason::BAD_CLAIM));
@@ -299,7 +348,10 @@ mod tests {
             NOW + 10
         );
         let c = check(p.as_bytes(), &r, NOW).unwrap();
-        assert_eq!((c.subject.as_str(), c.tenant.as_deref(), c.scopes.len()), ("a@x", Some("o"), 1));
+        assert_eq!(
+            (c.subject.as_str(), c.tenant.as_deref(), c.scopes.len()),
+            ("a@x", Some("o"), 1)
+        );
     }
 
     proptest! {

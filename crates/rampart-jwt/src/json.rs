@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(parse(br#"{"x":{"b":1,"b":1}}"#), Err(JsonError::Duplicate));
         assert_eq!(parse(br#"[{"c":1,"c":1}]"#), Err(JsonError::Duplicate));
         // Escapes spell the same name: still a duplicate.
-        assert_eq!(parse(br#"{"sub":1,"s\u0075b":2}"#), Err(JsonError::Duplicate));
+        assert_eq!(
+            parse(br#"{"sub":1,"s\u0075b":2}"#),
+            Err(JsonError::Duplicate)
+        );
         assert!(parse(br#"{"a":1,"b":{"a":2}}"#).is_ok());
     }
 

@@ -65,7 +65,10 @@ impl std::fmt::Debug for Key {
             .field("kid", &self.kid)
             .field("bound_alg", &self.bound_alg)
             .field("family", &self.family)
-            .field("algs", &self.verifiers.iter().map(|(a, _)| *a).collect::<Vec<_>>())
+            .field(
+                "algs",
+                &self.verifiers.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -73,7 +76,10 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// The parsed key for `alg`, if this key may verify it.
     pub fn verifier(&self, alg: Alg) -> Option<&ParsedPublicKey> {
-        self.verifiers.iter().find(|(a, _)| *a == alg).map(|(_, k)| k)
+        self.verifiers
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, k)| k)
     }
 
     pub fn algs(&self) -> impl Iterator<Item = Alg> + '_ {
@@ -303,8 +309,14 @@ mod tests {
 
     #[test]
     fn garbage_sets_refused() {
-        assert_eq!(parse_jwks(b"nope", &Alg::ASYMMETRIC).err(), Some(JwksError::Json));
-        assert_eq!(parse_jwks(b"{}", &Alg::ASYMMETRIC).err(), Some(JwksError::NoKeysArray));
+        assert_eq!(
+            parse_jwks(b"nope", &Alg::ASYMMETRIC).err(),
+            Some(JwksError::Json)
+        );
+        assert_eq!(
+            parse_jwks(b"{}", &Alg::ASYMMETRIC).err(),
+            Some(JwksError::NoKeysArray)
+        );
         assert_eq!(
             parse_jwks(br#"{"keys":[],"keys":[]}"#, &Alg::ASYMMETRIC).err(),
             Some(JwksError::Duplicate)
@@ -314,7 +326,10 @@ mod tests {
             Some(JwksError::NoUsableKeys { skipped: 0 })
         );
         let many = set(&vec![RFC7515_A3; MAX_KEYS + 1]);
-        assert_eq!(parse_jwks(many.as_bytes(), &Alg::ASYMMETRIC).err(), Some(JwksError::TooManyKeys));
+        assert_eq!(
+            parse_jwks(many.as_bytes(), &Alg::ASYMMETRIC).err(),
+            Some(JwksError::TooManyKeys)
+        );
     }
 
     #[test]

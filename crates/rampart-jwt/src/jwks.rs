@@ -235,7 +235,10 @@ async fn run(shared: Arc<Shared>, client: HttpClient) {
     let Some(source) = s.jwks.clone() else {
         return;
     };
-    let retry_unloaded = s.jwks_max_backoff.max(Duration::from_secs(1)).min(s.jwks_ttl);
+    let retry_unloaded = s
+        .jwks_max_backoff
+        .max(Duration::from_secs(1))
+        .min(s.jwks_ttl);
     loop {
         shared.in_flight.store(true, Ordering::Release);
         let outcome = refresh(&shared, &client, &source).await;
@@ -265,7 +268,11 @@ async fn run(shared: Arc<Shared>, client: HttpClient) {
         shared.in_flight.store(false, Ordering::Release);
         shared.generation.send_modify(|g| *g = g.wrapping_add(1));
         let loaded = shared.keys.load().is_some();
-        let wait = if ok || loaded { s.jwks_ttl } else { retry_unloaded };
+        let wait = if ok || loaded {
+            s.jwks_ttl
+        } else {
+            retry_unloaded
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = shared.refresh.notified() => {}
@@ -316,7 +323,10 @@ pub(crate) fn jwks_uri_from_discovery(
         .parse()
         .map_err(|_| "the discovery jwks_uri is not a URL".to_owned())?;
     if !url_allowed(s.profile, &uri) {
-        return Err("the discovery jwks_uri is not https (plain http only to loopback in profile \"dev\")".into());
+        return Err(
+            "the discovery jwks_uri is not https (plain http only to loopback in profile \"dev\")"
+                .into(),
+        );
     }
     Ok(uri)
 }
@@ -365,7 +375,10 @@ async fn fetch(shared: &Shared, client: &HttpClient, uri: &http::Uri) -> Result<
     let max = s.jwks_max_bytes;
     let req = http::Request::get(uri.clone())
         .header(http::header::ACCEPT, "application/json")
-        .header(http::header::USER_AGENT, concat!("rampart/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("rampart/", env!("CARGO_PKG_VERSION")),
+        )
         .body(Empty::<Bytes>::new())
         .map_err(|_| "cannot build the request".to_owned())?;
     let work = async {
@@ -425,7 +438,8 @@ mod tests {
     fn discovery_document_rules() {
         let mut s = JwtSettings::new(rampart_config::Profile::Prod, None);
         let iss = "https://id.example.com/";
-        let ok = br#"{"issuer":"https://id.example.com/","jwks_uri":"https://id.example.com/keys"}"#;
+        let ok =
+            br#"{"issuer":"https://id.example.com/","jwks_uri":"https://id.example.com/keys"}"#;
         assert_eq!(
             jwks_uri_from_discovery(ok, iss, &s).unwrap().to_string(),
             "https://id.example.com/keys"

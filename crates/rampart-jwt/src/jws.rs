@@ -17,9 +17,9 @@
 use serde_json::Value;
 
 use crate::alg::Alg;
+use crate::b64;
 use crate::json::{self, JsonError};
 use crate::reason::{self, Reason};
-use crate::b64;
 
 /// Longest `kid` accepted (they are short identifiers or thumbprints in practice).
 pub const MAX_KID_BYTES: usize = 256;
@@ -129,7 +129,11 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_token() {
-        let t = tok(r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#, r#"{"a":1}"#, b"sig");
+        let t = tok(
+            r#"{"alg":"ES256","kid":"k1","typ":"JWT"}"#,
+            r#"{"a":1}"#,
+            b"sig",
+        );
         let p = parse(&t, 8192).unwrap();
         assert_eq!(p.header.alg, Alg::ES256);
         assert_eq!(p.header.kid.as_deref(), Some("k1"));
@@ -150,11 +154,23 @@ mod tests {
             (r#"{"alg":"ES512"}"#, reason::ALG_NOT_ALLOWED),
             (r#"{"alg":5}"#, reason::BAD_HEADER),
             (r#"{"kid":"a"}"#, reason::BAD_HEADER),
-            (r#"{"alg":"RS256","jku":"http://127.0.0.1/x"}"#, reason::EMBEDDED_KEY),
-            (r#"{"alg":"RS256","x5u":"http://127.0.0.1/x"}"#, reason::EMBEDDED_KEY),
-            (r#"{"alg":"RS256","jwk":{"kty":"oct","k":"AA"}}"#, reason::EMBEDDED_KEY),
+            (
+                r#"{"alg":"RS256","jku":"http://127.0.0.1/x"}"#,
+                reason::EMBEDDED_KEY,
+            ),
+            (
+                r#"{"alg":"RS256","x5u":"http://127.0.0.1/x"}"#,
+                reason::EMBEDDED_KEY,
+            ),
+            (
+                r#"{"alg":"RS256","jwk":{"kty":"oct","k":"AA"}}"#,
+                reason::EMBEDDED_KEY,
+            ),
             (r#"{"alg":"RS256","x5c":["MII"]}"#, reason::EMBEDDED_KEY),
-            (r#"{"alg":"RS256","crit":["exp"],"exp":1}"#, reason::UNKNOWN_CRIT),
+            (
+                r#"{"alg":"RS256","crit":["exp"],"exp":1}"#,
+                reason::UNKNOWN_CRIT,
+            ),
             (r#"{"alg":"RS256","crit":[]}"#, reason::UNKNOWN_CRIT),
             (r#"{"alg":"RS256","b64":false}"#, reason::UNKNOWN_CRIT),
             (r#"{"alg":"RS256","enc":"A128GCM"}"#, reason::BAD_HEADER),
@@ -168,7 +184,10 @@ mod tests {
             assert_eq!(parse(&tok(h, "{}", b"s"), 8192), Err(*want), "{h}");
         }
         let long_kid = format!(r#"{{"alg":"RS256","kid":"{}"}}"#, "k".repeat(257));
-        assert_eq!(parse(&tok(&long_kid, "{}", b"s"), 8192), Err(reason::BAD_HEADER));
+        assert_eq!(
+            parse(&tok(&long_kid, "{}", b"s"), 8192),
+            Err(reason::BAD_HEADER)
+        );
     }
 
     #[test]
@@ -177,7 +196,10 @@ mod tests {
         assert_eq!(parse(&good, good.len() - 1), Err(reason::TOO_LARGE));
         assert!(parse(&good, good.len()).is_ok());
         let (hp, _) = good.rsplit_once('.').unwrap();
-        assert_eq!(parse(&format!("{hp}."), 8192), Err(reason::MISSING_SIGNATURE));
+        assert_eq!(
+            parse(&format!("{hp}."), 8192),
+            Err(reason::MISSING_SIGNATURE)
+        );
         assert_eq!(parse(hp, 8192), Err(reason::MALFORMED));
         assert_eq!(parse(&format!("{good}.x"), 8192), Err(reason::MALFORMED));
         assert_eq!(parse(&format!(".{good}"), 8192), Err(reason::MALFORMED));

@@ -58,15 +58,24 @@ pub fn mint_hs256(s: &JwtSettings, req: &MintRequest, now: u64) -> Result<String
             c.insert("aud".into(), Value::String(one.clone()));
         }
         many => {
-            c.insert("aud".into(), many.iter().cloned().map(Value::String).collect());
+            c.insert(
+                "aud".into(),
+                many.iter().cloned().map(Value::String).collect(),
+            );
         }
     }
-    c.insert(s.claims.subject_claim.clone(), Value::String(req.subject.clone()));
+    c.insert(
+        s.claims.subject_claim.clone(),
+        Value::String(req.subject.clone()),
+    );
     if let Some(t) = &req.tenant {
         c.insert(s.claims.tenant_claim.clone(), Value::String(t.clone()));
     }
     if !req.scopes.is_empty() {
-        c.insert(s.claims.scopes_claim.clone(), Value::String(req.scopes.join(" ")));
+        c.insert(
+            s.claims.scopes_claim.clone(),
+            Value::String(req.scopes.join(" ")),
+        );
     }
     if !req.roles.is_empty() {
         c.insert(
@@ -83,7 +92,10 @@ pub fn mint_hs256(s: &JwtSettings, req: &MintRequest, now: u64) -> Result<String
     let header = b64::encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = b64::encode(Value::Object(c).to_string().as_bytes());
     let input = format!("{header}.{payload}");
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key.expose()), input.as_bytes());
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key.expose()),
+        input.as_bytes(),
+    );
     Ok(format!("{input}.{}", b64::encode(tag.as_ref())))
 }
 
@@ -144,7 +156,11 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let req = MintRequest { subject: "a".into(), ttl_s: 60, ..MintRequest::default() };
+        let req = MintRequest {
+            subject: "a".into(),
+            ttl_s: 60,
+            ..MintRequest::default()
+        };
         let mut s = dev();
         s.profile = Profile::Prod;
         assert_eq!(mint_hs256(&s, &req, 0), Err(MintError::NotDev));
@@ -155,7 +171,15 @@ mod tests {
         s.allowed_algs = vec![Alg::RS256];
         assert_eq!(mint_hs256(&s, &req, 0), Err(MintError::Hs256NotAllowed));
         assert_eq!(
-            mint_hs256(&dev(), &MintRequest { subject: String::new(), ttl_s: 1, ..req.clone() }, 0),
+            mint_hs256(
+                &dev(),
+                &MintRequest {
+                    subject: String::new(),
+                    ttl_s: 1,
+                    ..req.clone()
+                },
+                0
+            ),
             Err(MintError::EmptySubject)
         );
     }

@@ -25,7 +25,10 @@ pub enum JwksSource {
     /// `auth.jwt.jwks_url`.
     Url(http::Uri),
     /// OIDC discovery: `{issuer}/.well-known/openid-configuration` → `jwks_uri`.
-    Discovery { issuer: String, config_url: http::Uri },
+    Discovery {
+        issuer: String,
+        config_url: http::Uri,
+    },
 }
 
 /// The HS256 development key: wiped on drop, never printed.
@@ -76,7 +79,9 @@ pub struct JwtSettings {
 /// A configuration the verifier cannot run with (exit 2 at startup, like any config error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtConfigError {
-    #[error("auth.jwt: no key source: set jwks_url, or issuer for OIDC discovery (or hs256_secret in the dev profile)")]
+    #[error(
+        "auth.jwt: no key source: set jwks_url, or issuer for OIDC discovery (or hs256_secret in the dev profile)"
+    )]
     NoKeySource,
     #[error("auth.jwt.hs256_secret: HS256 is refused in profile \"prod\"")]
     Hs256InProd,
@@ -161,8 +166,7 @@ impl JwtSettings {
         }
         s.claims.issuer = j.issuer.clone();
         s.claims.audience = j.audience.clone().unwrap_or_default();
-        if profile == Profile::Prod && (s.claims.issuer.is_none() || s.claims.audience.is_empty())
-        {
+        if profile == Profile::Prod && (s.claims.issuer.is_none() || s.claims.audience.is_empty()) {
             return Err(JwtConfigError::ProdNeedsIssuerAndAudience);
         }
         if let Some(v) = j.clock_skew_s {
@@ -319,9 +323,11 @@ mod tests {
 
     #[test]
     fn discovery_from_issuer() {
-        let s = load(&format!("{PROD}[auth.jwt]\nissuer = \"https://id.example.com/\"\naudience = \"r\"\n"))
-            .unwrap()
-            .unwrap();
+        let s = load(&format!(
+            "{PROD}[auth.jwt]\nissuer = \"https://id.example.com/\"\naudience = \"r\"\n"
+        ))
+        .unwrap()
+        .unwrap();
         match s.jwks {
             Some(JwksSource::Discovery { config_url, .. }) => assert_eq!(
                 config_url.to_string(),
@@ -329,9 +335,15 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        let r = load(&format!("{PROD}[auth.jwt]\nissuer = \"http://127.0.0.1:1/\"\naudience = \"r\"\n")).unwrap();
+        let r = load(&format!(
+            "{PROD}[auth.jwt]\nissuer = \"http://127.0.0.1:1/\"\naudience = \"r\"\n"
+        ))
+        .unwrap();
         assert!(matches!(r, Err(JwtConfigError::BadIssuerUrl(..))));
-        let s = load(&format!("{DEV}[auth.jwt]\nissuer = \"http://127.0.0.1:1\"\n")).unwrap();
+        let s = load(&format!(
+            "{DEV}[auth.jwt]\nissuer = \"http://127.0.0.1:1\"\n"
+        ))
+        .unwrap();
         assert!(s.is_ok());
         let r = load(&format!("{DEV}[auth.jwt]\nissuer = \"http://10.0.0.1\"\n")).unwrap();
         assert!(matches!(r, Err(JwtConfigError::BadIssuerUrl(..))));
@@ -346,7 +358,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.allowed_algs, vec![Alg::HS256]);
         assert!(s.jwks.is_none());
-        let r = load(&format!("{DEV}[auth.jwt]\nallowed_algs = [\"HS256\"]\njwks_url = \"http://127.0.0.1:9/k\"\n")).unwrap();
+        let r = load(&format!(
+            "{DEV}[auth.jwt]\nallowed_algs = [\"HS256\"]\njwks_url = \"http://127.0.0.1:9/k\"\n"
+        ))
+        .unwrap();
         assert_eq!(r.err(), Some(JwtConfigError::Hs256WithoutSecret));
         // issuer with only the dev secret: an `iss` check, not a discovery source.
         let s = load(&format!(

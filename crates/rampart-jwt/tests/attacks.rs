@@ -1,7 +1,12 @@
 //! The classic JWT attacks, each refused, with the reason the logs and metrics get.
 //! Tokens are signed for real (aws-lc-rs keys from rampart-test-support), so each test
 //! fails for the reason it names and not for an incidental one.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::{Arc, OnceLock};
 
@@ -52,7 +57,10 @@ fn settings(profile: Profile) -> JwtSettings {
 
 fn verifier_with(s: JwtSettings) -> (JwtVerifier, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(NOW));
-    (JwtVerifier::with_key_set(s, jwks().as_bytes(), clock.clone()).unwrap(), clock)
+    (
+        JwtVerifier::with_key_set(s, jwks().as_bytes(), clock.clone()).unwrap(),
+        clock,
+    )
 }
 
 fn verifier() -> JwtVerifier {
@@ -80,7 +88,9 @@ fn refused(v: &JwtVerifier, token: &str, reason: &str) {
 
 fn hs256(secret: &[u8], header: &str, payload: &str) -> String {
     jws(header, payload, |i| {
-        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), i).as_ref().to_vec()
+        hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), i)
+            .as_ref()
+            .to_vec()
     })
 }
 
@@ -99,7 +109,10 @@ fn genuine_tokens_of_every_algorithm_verify() {
         (&k.ec384, "ES384"),
         (&k.ed, "EdDSA"),
     ] {
-        let t = key.token(alg, &with(json!({"tenant":"t1","scope":"a b","roles":["r"],"jti":"j"})));
+        let t = key.token(
+            alg,
+            &with(json!({"tenant":"t1","scope":"a b","roles":["r"],"jti":"j"})),
+        );
         let got = v.verify(&t).unwrap_or_else(|e| panic!("{alg}: {e:?}"));
         assert_eq!(got.subject, "alice");
         assert_eq!(got.alg, alg);
@@ -116,14 +129,30 @@ fn alg_none_in_any_spelling() {
     let payload = claims().to_string();
     for alg in ["none", "None", "NONE", "nOnE", "none\u{0000}"] {
         let h = json!({"alg": alg, "typ": "JWT"}).to_string();
-        let unsigned = format!("{}.{}.", b64::encode(h.as_bytes()), b64::encode(payload.as_bytes()));
-        let expected = if alg.starts_with("none\u{0}") { "alg_not_allowed" } else { "alg_none" };
+        let unsigned = format!(
+            "{}.{}.",
+            b64::encode(h.as_bytes()),
+            b64::encode(payload.as_bytes())
+        );
+        let expected = if alg.starts_with("none\u{0}") {
+            "alg_not_allowed"
+        } else {
+            "alg_none"
+        };
         refused(&v, &unsigned, expected);
         // With a signature segment anyway.
         refused(&v, &jws(&h, &payload, |_| b"sig".to_vec()), expected);
         // Without the kid-less shortcut: with a kid of a real key.
         let h = json!({"alg": alg, "kid": "rsa1"}).to_string();
-        refused(&v, &jws(&h, &payload, |_| Vec::new()), if expected == "alg_none" { "alg_none" } else { expected });
+        refused(
+            &v,
+            &jws(&h, &payload, |_| Vec::new()),
+            if expected == "alg_none" {
+                "alg_none"
+            } else {
+                expected
+            },
+        );
     }
 }
 
@@ -134,7 +163,11 @@ fn hs_rs_confusion_with_pem_and_der_public_key() {
     let h = json!({"alg":"HS256","kid":"rsa1","typ":"JWT"}).to_string();
     let pem_forgery = hs256(k.rsa.public_pem().as_bytes(), &h, &payload);
     let der_forgery = hs256(&k.rsa.public_spki_der(), &h, &payload);
-    let kidless = hs256(k.rsa.public_pem().as_bytes(), r#"{"alg":"HS256"}"#, &payload);
+    let kidless = hs256(
+        k.rsa.public_pem().as_bytes(),
+        r#"{"alg":"HS256"}"#,
+        &payload,
+    );
     // Prod: HS256 is not even allowed.
     let v = verifier();
     for t in [&pem_forgery, &der_forgery, &kidless] {
@@ -143,14 +176,20 @@ fn hs_rs_confusion_with_pem_and_der_public_key() {
     // Dev with an HS256 secret and HS256 allowed: the RSA key is still never an HMAC
     // secret; only the configured secret verifies.
     let mut s = settings(Profile::Dev);
-    s.hs256_secret = Some(Hs256Key::new(b"a-dev-secret-of-at-least-32-bytes!".to_vec()));
+    s.hs256_secret = Some(Hs256Key::new(
+        b"a-dev-secret-of-at-least-32-bytes!".to_vec(),
+    ));
     s.allowed_algs.push(Alg::HS256);
     let (v, _) = verifier_with(s);
     for t in [&pem_forgery, &der_forgery, &kidless] {
         refused(&v, t, "bad_signature");
     }
     // The configured secret does verify (the path is live, not merely closed).
-    let good = hs256(b"a-dev-secret-of-at-least-32-bytes!", r#"{"alg":"HS256"}"#, &payload);
+    let good = hs256(
+        b"a-dev-secret-of-at-least-32-bytes!",
+        r#"{"alg":"HS256"}"#,
+        &payload,
+    );
     assert_eq!(v.verify(&good).unwrap().alg, "HS256");
 }
 
@@ -174,7 +213,9 @@ fn swapped_payload() {
     let k = keys();
     let v = verifier();
     let mine = k.ec.token("ES256", &claims());
-    let admin = k.stranger.token("ES256", &with(json!({"sub": "admin", "roles": ["admin"]})));
+    let admin = k
+        .stranger
+        .token("ES256", &with(json!({"sub": "admin", "roles": ["admin"]})));
     let (h, rest) = mine.split_once('.').unwrap();
     let (_, sig) = rest.split_once('.').unwrap();
     let admin_payload = admin.split('.').nth(1).unwrap();
@@ -191,7 +232,11 @@ fn time_claims() {
     refused(&v, &t(with(json!({"exp": NOW - 61}))), "expired");
     refused(&v, &t(with(json!({"nbf": NOW + 3600}))), "not_yet_valid");
     refused(&v, &t(with(json!({"iat": NOW + 3600}))), "iat_in_future");
-    refused(&v, &t(with(json!({"exp": (NOW + 600).to_string()}))), "bad_exp");
+    refused(
+        &v,
+        &t(with(json!({"exp": (NOW + 600).to_string()}))),
+        "bad_exp",
+    );
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     refused(&v, &t(no_exp), "missing_exp");
@@ -202,7 +247,11 @@ fn issuer_and_audience() {
     let k = keys();
     let v = verifier();
     let t = |c: Value| k.ed.token("EdDSA", &c);
-    refused(&v, &t(with(json!({"iss": "https://evil.example/"}))), "bad_issuer");
+    refused(
+        &v,
+        &t(with(json!({"iss": "https://evil.example/"}))),
+        "bad_issuer",
+    );
     let mut c = claims();
     c.as_object_mut().unwrap().remove("iss");
     refused(&v, &t(c), "missing_issuer");
@@ -227,7 +276,11 @@ fn algorithm_outside_the_allowlist() {
     // Unknown and unsupported names too.
     for alg in ["ES512", "HS512", "RS1", "rs256"] {
         let h = json!({"alg": alg, "kid": "rsa1"}).to_string();
-        refused(&v, &jws(&h, &claims().to_string(), |_| vec![1; 256]), "alg_not_allowed");
+        refused(
+            &v,
+            &jws(&h, &claims().to_string(), |_| vec![1; 256]),
+            "alg_not_allowed",
+        );
     }
 }
 
@@ -237,8 +290,16 @@ fn jwk_alg_binds_the_key() {
     let v = verifier();
     assert!(v.verify(&k.rsa_bound.token("RS256", &claims())).is_ok());
     // A valid PS256 signature by the same key: refused, the JWK says RS256.
-    refused(&v, &k.rsa_bound.token("PS256", &claims()), "jwk_alg_mismatch");
-    refused(&v, &k.rsa_bound.token("RS512", &claims()), "jwk_alg_mismatch");
+    refused(
+        &v,
+        &k.rsa_bound.token("PS256", &claims()),
+        "jwk_alg_mismatch",
+    );
+    refused(
+        &v,
+        &k.rsa_bound.token("RS512", &claims()),
+        "jwk_alg_mismatch",
+    );
 }
 
 #[test]
@@ -248,13 +309,25 @@ fn kid_of_another_key_type() {
     let c = claims().to_string();
     // ES256 token naming the RSA key's kid, signed with an EC key.
     let h = json!({"alg":"ES256","kid":"rsa1"}).to_string();
-    refused(&v, &jws(&h, &c, |i| k.ec.sign("ES256", i)), "key_type_mismatch");
+    refused(
+        &v,
+        &jws(&h, &c, |i| k.ec.sign("ES256", i)),
+        "key_type_mismatch",
+    );
     // RS256 naming the Ed25519 key.
     let h = json!({"alg":"RS256","kid":"ed1"}).to_string();
-    refused(&v, &jws(&h, &c, |i| k.rsa.sign("RS256", i)), "key_type_mismatch");
+    refused(
+        &v,
+        &jws(&h, &c, |i| k.rsa.sign("RS256", i)),
+        "key_type_mismatch",
+    );
     // ES384 naming the P-256 key: same type, other curve.
     let h = json!({"alg":"ES384","kid":"ec1"}).to_string();
-    refused(&v, &jws(&h, &c, |i| k.ec384.sign("ES384", i)), "key_type_mismatch");
+    refused(
+        &v,
+        &jws(&h, &c, |i| k.ec384.sign("ES384", i)),
+        "key_type_mismatch",
+    );
 }
 
 #[test]
@@ -262,7 +335,9 @@ fn psychic_ecdsa_signatures() {
     let v = verifier();
     let c = claims().to_string();
     const N256: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
-    let n: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&N256[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let n: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&N256[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
     let mut one = vec![0u8; 32];
     one[31] = 1;
     let h = json!({"alg":"ES256","kid":"ec1"}).to_string();
@@ -275,12 +350,20 @@ fn psychic_ecdsa_signatures() {
         (vec![0xff; 32], one.clone()),
     ] {
         let sig = [r, s].concat();
-        refused(&v, &jws(&h, &c, |_| sig.clone()), "ecdsa_scalar_out_of_range");
+        refused(
+            &v,
+            &jws(&h, &c, |_| sig.clone()),
+            "ecdsa_scalar_out_of_range",
+        );
     }
     // n - 1 is in range (and then simply a bad signature).
     let mut n1 = n.clone();
     n1[31] -= 1;
-    refused(&v, &jws(&h, &c, |_| [one.clone(), n1.clone()].concat()), "bad_signature");
+    refused(
+        &v,
+        &jws(&h, &c, |_| [one.clone(), n1.clone()].concat()),
+        "bad_signature",
+    );
     // Wrong length (DER-encoded or truncated).
     refused(&v, &jws(&h, &c, |_| vec![1u8; 63]), "bad_signature");
     refused(&v, &jws(&h, &c, |_| vec![1u8; 72]), "bad_signature");
@@ -310,7 +393,11 @@ fn unknown_crit_and_b64() {
         json!({"crit": []}),
         json!({"b64": false, "crit": ["b64"]}),
     ] {
-        refused(&v, &k.ec.token_with_header("ES256", &extra, &claims()), "unknown_crit");
+        refused(
+            &v,
+            &k.ec.token_with_header("ES256", &extra, &claims()),
+            "unknown_crit",
+        );
     }
 }
 
@@ -322,14 +409,30 @@ fn duplicate_members_in_header_and_claims() {
         r#"{{"iss":"{ISS}","aud":"rampart","sub":"alice","sub":"admin","exp":{}}}"#,
         NOW + 600
     );
-    refused(&v, &jws(r#"{"alg":"ES256","kid":"ec1"}"#, &body, |i| k.ec.sign("ES256", i)), "duplicate_member");
     refused(
         &v,
-        &jws(r#"{"alg":"ES256","kid":"ec1","kid":"rsa1"}"#, &claims().to_string(), |i| k.ec.sign("ES256", i)),
+        &jws(r#"{"alg":"ES256","kid":"ec1"}"#, &body, |i| {
+            k.ec.sign("ES256", i)
+        }),
+        "duplicate_member",
+    );
+    refused(
+        &v,
+        &jws(
+            r#"{"alg":"ES256","kid":"ec1","kid":"rsa1"}"#,
+            &claims().to_string(),
+            |i| k.ec.sign("ES256", i),
+        ),
         "duplicate_member",
     );
     // Malformed JSON in a signed payload.
-    refused(&v, &jws(r#"{"alg":"ES256","kid":"ec1"}"#, "{\"sub\":", |i| k.ec.sign("ES256", i)), "bad_json");
+    refused(
+        &v,
+        &jws(r#"{"alg":"ES256","kid":"ec1"}"#, "{\"sub\":", |i| {
+            k.ec.sign("ES256", i)
+        }),
+        "bad_json",
+    );
 }
 
 #[test]
@@ -340,10 +443,17 @@ fn unknown_and_missing_kid() {
     refused(&v, &other.token("ES256", &claims()), "unknown_kid");
     // No kid: several keys could verify RS256, so the token must name one.
     let h = r#"{"alg":"RS256"}"#;
-    refused(&v, &jws(h, &claims().to_string(), |i| k.rsa.sign("RS256", i)), "kid_required");
+    refused(
+        &v,
+        &jws(h, &claims().to_string(), |i| k.rsa.sign("RS256", i)),
+        "kid_required",
+    );
     // No kid, exactly one EdDSA key: fine.
     let h = r#"{"alg":"EdDSA"}"#;
-    assert!(v.verify(&jws(h, &claims().to_string(), |i| k.ed.sign("EdDSA", i))).is_ok());
+    assert!(
+        v.verify(&jws(h, &claims().to_string(), |i| k.ed.sign("EdDSA", i)))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -358,7 +468,11 @@ fn cache_hit_still_checks_time() {
     refused(&v, &t, "expired");
     assert_eq!(v.cached_tokens(), 0, "expired entry dropped");
     // Failures are never cached.
-    let forged = jws(r#"{"alg":"ES256","kid":"ec1"}"#, &claims().to_string(), |_| vec![7; 64]);
+    let forged = jws(
+        r#"{"alg":"ES256","kid":"ec1"}"#,
+        &claims().to_string(),
+        |_| vec![7; 64],
+    );
     refused(&v, &forged, "bad_signature");
     assert_eq!(v.cached_tokens(), 0);
 }

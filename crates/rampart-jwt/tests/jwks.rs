@@ -1,7 +1,12 @@
 //! The JWKS loader against a real HTTP server on 127.0.0.1 (rampart-test-support):
 //! rotation, down, slow, garbage, the stale bound, discovery, the unknown-kid rate
 //! limit, and the key-carrying headers whose URLs must never be fetched.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +56,11 @@ async fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 async fn loaded(v: &JwtVerifier) {
-    assert!(wait_until(5, || v.health().loaded).await, "{:?}", v.health());
+    assert!(
+        wait_until(5, || v.health().loaded).await,
+        "{:?}",
+        v.health()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +80,10 @@ async fn loads_then_rotates_without_restart() {
     // refresh and (verify_async) waits for it: accepted on first use.
     server.set(JWKS, set_of(&[&k2]));
     let t2 = k2.token("RS256", &claims());
-    assert_eq!(v.verify_async(&t2).await.unwrap().kid.as_deref(), Some("k2"));
+    assert_eq!(
+        v.verify_async(&t2).await.unwrap().kid.as_deref(),
+        Some("k2")
+    );
     // k1 is gone: its token is refused now, even though it was cached as verified.
     assert_eq!(v.verify(&t1), Err(JwtFailure::Invalid("unknown_kid")));
     assert_eq!(server.hits(JWKS), 2);
@@ -127,7 +139,9 @@ async fn connection_refused_at_start() {
     };
     let s = JwtSettings::new(
         Profile::Dev,
-        Some(JwksSource::Url(format!("http://{addr}/jwks").parse().unwrap())),
+        Some(JwksSource::Url(
+            format!("http://{addr}/jwks").parse().unwrap(),
+        )),
     );
     let v = JwtVerifier::start(s, Arc::new(SystemClock));
     assert!(wait_until(10, || v.health().failures >= 1).await);
@@ -139,16 +153,25 @@ async fn connection_refused_at_start() {
 async fn slow_provider_times_out_and_known_keys_never_wait() {
     let server = TestServer::start().await;
     let k = TestKey::es256("k");
-    server.set(JWKS, Reply::Slow(Duration::from_secs(5), Box::new(set_of(&[&k]))));
+    server.set(
+        JWKS,
+        Reply::Slow(Duration::from_secs(5), Box::new(set_of(&[&k]))),
+    );
     let v = JwtVerifier::start(settings(&server), Arc::new(SystemClock));
     assert!(wait_until(5, || v.health().failures >= 1).await);
-    assert_eq!(v.health().last_error.as_deref(), Some("timed out after 500 ms"));
+    assert_eq!(
+        v.health().last_error.as_deref(),
+        Some("timed out after 500 ms")
+    );
     // Fast again: loads.
     server.set(JWKS, set_of(&[&k]));
     loaded(&v).await;
     // Slow again, and a refresh under way (an unknown kid asks for one): requests
     // with the known key do not wait for it.
-    server.set(JWKS, Reply::Slow(Duration::from_secs(3), Box::new(set_of(&[&k]))));
+    server.set(
+        JWKS,
+        Reply::Slow(Duration::from_secs(3), Box::new(set_of(&[&k]))),
+    );
     let forged = TestKey::es256("unknown").token("ES256", &claims());
     assert_eq!(v.verify(&forged), Err(JwtFailure::Invalid("unknown_kid")));
     let t = k.token("ES256", &claims());
@@ -156,7 +179,11 @@ async fn slow_provider_times_out_and_known_keys_never_wait() {
     for _ in 0..20 {
         assert!(v.verify(&t).is_ok());
     }
-    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
     // verify_async on a known key does not wait either.
     let start = Instant::now();
     assert!(v.verify_async(&t).await.is_ok());
@@ -174,14 +201,26 @@ async fn garbage_never_replaces_good_keys_and_stale_is_reported() {
     loaded(&v).await;
     let t = k.token("ES256", &claims());
     for (garbage, err) in [
-        (Reply::Raw(b"<html>oops</html>".to_vec()), "the key set is not valid JSON"),
-        (Reply::Json(r#"{"keys":[]}"#.into()), "the key set has no usable signing key (0 skipped)"),
+        (
+            Reply::Raw(b"<html>oops</html>".to_vec()),
+            "the key set is not valid JSON",
+        ),
+        (
+            Reply::Json(r#"{"keys":[]}"#.into()),
+            "the key set has no usable signing key (0 skipped)",
+        ),
         (
             Reply::Json(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.into()),
             "the key set has no usable signing key (1 skipped)",
         ),
-        (Reply::Json(r#"{"kes":[]}"#.into()), "the key set has no `keys` array"),
-        (Reply::Raw(vec![b'x'; 600 * 1024]), "response larger than 524288 bytes"),
+        (
+            Reply::Json(r#"{"kes":[]}"#.into()),
+            "the key set has no `keys` array",
+        ),
+        (
+            Reply::Raw(vec![b'x'; 600 * 1024]),
+            "response larger than 524288 bytes",
+        ),
     ] {
         server.set(JWKS, garbage);
         assert!(
@@ -227,7 +266,10 @@ async fn oidc_discovery() {
     let mut s = JwtSettings::new(Profile::Dev, None);
     s.jwks = Some(JwksSource::Discovery {
         issuer: server.url(""),
-        config_url: server.url("/.well-known/openid-configuration").parse().unwrap(),
+        config_url: server
+            .url("/.well-known/openid-configuration")
+            .parse()
+            .unwrap(),
     });
     let v = JwtVerifier::start(s, Arc::new(SystemClock));
     loaded(&v).await;
@@ -242,18 +284,26 @@ async fn discovery_naming_another_issuer_is_refused() {
     let k = TestKey::es256("k");
     server.set(
         "/.well-known/openid-configuration",
-        Reply::Json(json!({"issuer": "https://evil.example/", "jwks_uri": server.url("/keys")}).to_string()),
+        Reply::Json(
+            json!({"issuer": "https://evil.example/", "jwks_uri": server.url("/keys")}).to_string(),
+        ),
     );
     server.set("/keys", set_of(&[&k]));
     let mut s = JwtSettings::new(Profile::Dev, None);
     s.jwks_max_attempts = 1;
     s.jwks = Some(JwksSource::Discovery {
         issuer: server.url(""),
-        config_url: server.url("/.well-known/openid-configuration").parse().unwrap(),
+        config_url: server
+            .url("/.well-known/openid-configuration")
+            .parse()
+            .unwrap(),
     });
     let v = JwtVerifier::start(s, Arc::new(SystemClock));
     assert!(wait_until(5, || v.health().failures >= 1).await);
-    assert_eq!(v.health().last_error.as_deref(), Some("the discovery document names another issuer"));
+    assert_eq!(
+        v.health().last_error.as_deref(),
+        Some("the discovery document names another issuer")
+    );
     assert_eq!(server.hits("/keys"), 0);
 }
 
@@ -294,7 +344,10 @@ async fn fifty_forged_kids_cause_at_most_a_handful_of_fetches() {
     let fetches = server.hits(JWKS);
     // The initial load plus at most one refresh per unknown-kid interval (15 s).
     assert!(fetches <= 3, "{fetches} fetches");
-    assert!(fetches >= 2, "the first unknown kid does ask for one refresh");
+    assert!(
+        fetches >= 2,
+        "the first unknown kid does ask for one refresh"
+    );
     assert!(v.verify(&k.token("ES256", &claims())).is_ok());
 }
 
@@ -306,7 +359,10 @@ async fn key_carrying_headers_are_refused_and_never_fetched() {
     // The attacker's endpoints answer a key set with the attacker's key.
     let attacker = TestKey::es256("k");
     server.set("/evil/jwks", set_of(&[&attacker]));
-    server.set("/evil/cert", Reply::Raw(b"-----BEGIN CERTIFICATE-----".to_vec()));
+    server.set(
+        "/evil/cert",
+        Reply::Raw(b"-----BEGIN CERTIFICATE-----".to_vec()),
+    );
     let v = JwtVerifier::start(settings(&server), Arc::new(SystemClock));
     loaded(&v).await;
     let before = server.total_hits();
@@ -318,8 +374,15 @@ async fn key_carrying_headers_are_refused_and_never_fetched() {
         json!({"jku": server.url("/evil/jwks"), "kid": "unknown-kid"}),
     ] {
         let t = attacker.token_with_header("ES256", &extra, &claims());
-        assert_eq!(v.verify(&t), Err(JwtFailure::Invalid("embedded_key_header")), "{extra}");
-        assert_eq!(v.verify_async(&t).await, Err(JwtFailure::Invalid("embedded_key_header")));
+        assert_eq!(
+            v.verify(&t),
+            Err(JwtFailure::Invalid("embedded_key_header")),
+            "{extra}"
+        );
+        assert_eq!(
+            v.verify_async(&t).await,
+            Err(JwtFailure::Invalid("embedded_key_header"))
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.hits("/evil/jwks"), 0);

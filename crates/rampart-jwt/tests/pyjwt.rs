@@ -1,7 +1,12 @@
 //! Interop: tokens minted by PyJWT (PyPI `pyjwt` + `cryptography`, installed by
 //! `scripts/test`) in RS256, ES256 and EdDSA, with JWKs exported by PyJWT, verify here;
 //! altered ones do not.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::process::Command;
 use std::sync::Arc;
@@ -47,8 +52,15 @@ fn pyjwt_tokens_verify() {
         let p = rampart_jwt::b64::decode(parts[1].as_bytes()).unwrap();
         let altered = String::from_utf8(p).unwrap().replace("py-user", "py-admn");
         parts[1] = rampart_jwt::b64::encode(altered.as_bytes());
-        assert_eq!(v.verify(&parts.join(".")), Err(JwtFailure::Invalid("bad_signature")), "{alg}");
+        assert_eq!(
+            v.verify(&parts.join(".")),
+            Err(JwtFailure::Invalid("bad_signature")),
+            "{alg}"
+        );
     }
     clock.set(NOW + 600 + 60);
-    assert_eq!(v.verify(d["tokens"]["ES256"].as_str().unwrap()), Err(JwtFailure::Invalid("expired")));
+    assert_eq!(
+        v.verify(d["tokens"]["ES256"].as_str().unwrap()),
+        Err(JwtFailure::Invalid("expired"))
+    );
 }

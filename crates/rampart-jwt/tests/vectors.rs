@@ -1,7 +1,12 @@
 //! RFC test vectors, kept as JSON data files, drive these tests: RFC 7515 Appendix A
 //! (JWS examples, through the whole JWT verifier), RFC 7520 §4 (the JOSE cookbook
 //! signatures with the §3 keys), RFC 8037 A.4 (Ed25519), RFC 7517 A.1 (a JWK Set).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 
@@ -31,7 +36,9 @@ fn jwt_verifier(v: &Value, now: u64) -> JwtVerifier {
     // The Appendix A claims set has no `sub`: use `iss` as the subject claim.
     s.claims.subject_claim = "iss".into();
     if let Some(k) = v.get("hs256_key") {
-        s.hs256_secret = Some(Hs256Key::new(b64::decode(k.as_str().unwrap().as_bytes()).unwrap()));
+        s.hs256_secret = Some(Hs256Key::new(
+            b64::decode(k.as_str().unwrap().as_bytes()).unwrap(),
+        ));
         s.allowed_algs = vec![Alg::HS256];
         JwtVerifier::start(s, clock)
     } else {
@@ -50,7 +57,9 @@ fn rfc7515_appendix_a() {
         let verifier = jwt_verifier(v, now);
         match v["expect"].as_str().unwrap() {
             "ok" => {
-                let t = verifier.verify(token).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                let t = verifier
+                    .verify(token)
+                    .unwrap_or_else(|e| panic!("{name}: {e:?}"));
                 assert_eq!(t.subject, "joe", "{name}");
                 assert_eq!(t.exp, 1_300_819_380, "{name}");
                 // Tampered signature, and the same token after exp + skew.
@@ -60,10 +69,18 @@ fn rfc7515_appendix_a() {
                     "{name}"
                 );
                 let late = jwt_verifier(v, 1_300_819_380 + 60);
-                assert_eq!(late.verify(token), Err(JwtFailure::Invalid("expired")), "{name}");
+                assert_eq!(
+                    late.verify(token),
+                    Err(JwtFailure::Invalid("expired")),
+                    "{name}"
+                );
             }
             reason => {
-                assert_eq!(verifier.verify(token), Err(JwtFailure::Invalid(reason_static(reason))), "{name}");
+                assert_eq!(
+                    verifier.verify(token),
+                    Err(JwtFailure::Invalid(reason_static(reason))),
+                    "{name}"
+                );
             }
         }
         ran += 1;
@@ -74,7 +91,13 @@ fn rfc7515_appendix_a() {
 fn reason_static(r: &str) -> &'static str {
     // Reasons are &'static str: map the data file's text onto the crate's constants.
     use rampart_jwt::reason::*;
-    for c in [ALG_NONE, ALG_NOT_ALLOWED, JWK_ALG_MISMATCH, BAD_SIGNATURE, BAD_JSON] {
+    for c in [
+        ALG_NONE,
+        ALG_NOT_ALLOWED,
+        JWK_ALG_MISMATCH,
+        BAD_SIGNATURE,
+        BAD_JSON,
+    ] {
         if c == r {
             return c;
         }
@@ -94,14 +117,21 @@ fn signature_vectors(file: &str, want: usize) {
             // HMAC runs only through the verifier with the configured secret: the
             // signature holds, then the claims check finds a text, not a claims set.
             let verifier = jwt_verifier(v, 0);
-            assert_eq!(verifier.verify(token), Err(JwtFailure::Invalid("bad_json")), "{name}");
+            assert_eq!(
+                verifier.verify(token),
+                Err(JwtFailure::Invalid("bad_json")),
+                "{name}"
+            );
             assert_eq!(
                 verifier.verify(&tamper_signature(token)),
                 Err(JwtFailure::Invalid("bad_signature")),
                 "{name}"
             );
             // As a JWK (`oct`), the same key is never used.
-            let oct = format!(r#"{{"keys":[{{"kty":"oct","k":"{}"}}]}}"#, v["hs256_key"].as_str().unwrap());
+            let oct = format!(
+                r#"{{"keys":[{{"kty":"oct","k":"{}"}}]}}"#,
+                v["hs256_key"].as_str().unwrap()
+            );
             assert!(parse_jwks(oct.as_bytes(), &Alg::ALL).is_err(), "{name}");
         } else {
             let (set, _) = parse_jwks(v["jwks"].to_string().as_bytes(), &Alg::ASYMMETRIC).unwrap();
@@ -142,7 +172,12 @@ fn rfc7517_example_key_set() {
     for (k, w) in set.keys().iter().zip(want) {
         assert_eq!(k.kid.as_deref(), w["kid"].as_str());
         let algs: Vec<&str> = k.algs().map(Alg::name).collect();
-        let wa: Vec<&str> = w["algs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let wa: Vec<&str> = w["algs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
         assert_eq!(algs, wa);
     }
     // The EC key itself is sound: without `use: enc` it loads too.

@@ -26,7 +26,11 @@ pub fn b64url(input: &[u8]) -> String {
 /// `b64(header).b64(payload).b64(signer(signing input))`, with the header and payload
 /// taken verbatim (so tests can forge any header).
 pub fn jws(header: &str, payload: &str, signer: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
-    let input = format!("{}.{}", b64url(header.as_bytes()), b64url(payload.as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    );
     let sig = signer(input.as_bytes());
     format!("{input}.{}", b64url(&sig))
 }
@@ -183,13 +187,18 @@ fn rsa_components(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let (t1, n, rest) = tlv(seq);
     let (t2, e, _) = tlv(rest);
     assert_eq!((t1, t2), (2, 2));
-    let strip = |x: &[u8]| x.iter().skip_while(|b| **b == 0).copied().collect::<Vec<u8>>();
+    let strip = |x: &[u8]| {
+        x.iter()
+            .skip_while(|b| **b == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
     (strip(n), strip(e))
 }
 
 fn std_b64(input: &[u8]) -> String {
     let mut s: String = b64url(input).replace('-', "+").replace('_', "/");
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s

@@ -6,7 +6,12 @@
 //! **Guards against:** nothing; test code only. **Trusts:** aws-lc-rs to generate and
 //! sign. Only loopback addresses are ever bound.
 #![forbid(unsafe_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod keys;
 mod server;

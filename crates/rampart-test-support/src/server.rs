@@ -124,7 +124,10 @@ impl TestServer {
             "issuer": self.url(""),
             "jwks_uri": self.url(jwks_path),
         });
-        self.set("/.well-known/openid-configuration", Reply::Json(doc.to_string()));
+        self.set(
+            "/.well-known/openid-configuration",
+            Reply::Json(doc.to_string()),
+        );
     }
 }
 

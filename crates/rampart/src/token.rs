@@ -52,7 +52,9 @@ pub fn mint(args: &MintArgs) -> u8 {
     };
     let settings = match JwtSettings::from_config(&cfg) {
         None => {
-            eprintln!("error: token mint needs an [auth.jwt] section with hs256_secret (profile \"dev\")");
+            eprintln!(
+                "error: token mint needs an [auth.jwt] section with hs256_secret (profile \"dev\")"
+            );
             return 2;
         }
         Some(Err(e)) => {

@@ -43,9 +43,24 @@ fn mints_a_token_the_gateway_config_accepts() {
     let cfg = write(&dir, "dev.toml", &cfg_text);
     let out = mint(
         &cfg,
-        &["--sub", "alice", "--tenant", "acme", "--scopes", "jobs metrics", "--roles", "reader,admin", "--ttl", "15m"],
+        &[
+            "--sub",
+            "alice",
+            "--tenant",
+            "acme",
+            "--scopes",
+            "jobs metrics",
+            "--roles",
+            "reader,admin",
+            "--ttl",
+            "15m",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
 
@@ -54,7 +69,9 @@ fn mints_a_token_the_gateway_config_accepts() {
         &[("RAMPART_TEST_JWT_SECRET".into(), SECRET.into())],
     )
     .unwrap();
-    let settings = rampart_jwt::JwtSettings::from_config(&loaded).unwrap().unwrap();
+    let settings = rampart_jwt::JwtSettings::from_config(&loaded)
+        .unwrap()
+        .unwrap();
     let v = rampart_jwt::JwtVerifier::start(settings, Arc::new(rampart_jwt::SystemClock));
     let t = v.verify(&token).unwrap();
     assert_eq!(t.subject, "alice");
@@ -81,7 +98,11 @@ fn refused_outside_dev_with_hs256_secret() {
     );
     let out = mint(&prod, &["--sub", "alice"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("profile = \"dev\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("profile = \"dev\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
 
     // prod with a secret: the config itself is refused.
@@ -100,7 +121,9 @@ fn refused_outside_dev_with_hs256_secret() {
     let dev_jwks = write(
         &dir,
         "dev-jwks.toml",
-        &format!("profile = \"dev\"\n{UPSTREAM}[auth.jwt]\njwks_url = \"http://127.0.0.1:9/jwks\"\n"),
+        &format!(
+            "profile = \"dev\"\n{UPSTREAM}[auth.jwt]\njwks_url = \"http://127.0.0.1:9/jwks\"\n"
+        ),
     );
     let out = mint(&dev_jwks, &["--sub", "alice"]);
     assert_eq!(out.status.code(), Some(2));
@@ -116,9 +139,16 @@ fn refused_outside_dev_with_hs256_secret() {
     let dev = write(
         &dir,
         "dev.toml",
-        &format!("profile = \"dev\"\n{UPSTREAM}[auth.jwt]\nhs256_secret = \"env:RAMPART_TEST_JWT_SECRET\"\n"),
+        &format!(
+            "profile = \"dev\"\n{UPSTREAM}[auth.jwt]\nhs256_secret = \"env:RAMPART_TEST_JWT_SECRET\"\n"
+        ),
     );
-    assert_eq!(mint(&dev, &["--sub", "alice", "--ttl", "soon"]).status.code(), Some(2));
+    assert_eq!(
+        mint(&dev, &["--sub", "alice", "--ttl", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(mint(&dev, &[]).status.code(), Some(2));
     assert_eq!(mint(&dev, &["--sub", ""]).status.code(), Some(2));
     assert!(mint(&dev, &["--sub", "alice"]).status.success());

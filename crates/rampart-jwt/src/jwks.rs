@@ -160,7 +160,8 @@ impl Shared {
         let loaded = self.keys.load();
         let st = self.status();
         let usable = loaded.as_ref().filter(|l| l.usable(now));
-        let needs_keys = self.settings.jwks.is_some() || self.fixed;
+        // HS256-only (no key source, no static set) needs no key set at all.
+        let needs_keys = self.settings.jwks.is_some() || loaded.is_some();
         let age = usable.map(|l| now.duration_since(l.fetched_at));
         JwksHealth {
             loaded: usable.is_some() || !needs_keys,

@@ -143,6 +143,8 @@ mod tests {
         let t = mint_hs256(&s, &req, 1_000_000).unwrap();
         let clock = Arc::new(ManualClock::new(1_000_010));
         let v = JwtVerifier::start(s, clock.clone());
+        // HS256 only: no key set is needed, so health has nothing to warn about.
+        assert_eq!(v.health().reason(), None);
         let got = v.verify(&t).unwrap();
         assert_eq!(got.subject, "alice");
         assert_eq!(got.tenant.as_deref(), Some("t1"));

@@ -122,12 +122,20 @@ impl JwtVerifier {
     /// As [`JwtVerifier::verify`], but a token whose `kid` is unknown waits (at most
     /// [`UNKNOWN_KID_WAIT`]) for the refresh it triggered, or one under way, and is
     /// tried once more: a key rotated in at the identity provider is accepted on its
-    /// first use. Requests with known keys never wait; forged kids within the
-    /// rate-limit interval fail at once.
+    /// first use. Likewise a request that finds no key set while the first fetch is
+    /// under way waits for that fetch (bounded) instead of getting 503 in the first
+    /// milliseconds after start. Requests with known keys never wait; forged kids
+    /// within the rate-limit interval fail at once (the wait is bounded by the one
+    /// refresh per interval: an attacker cannot make anyone else wait).
     pub async fn verify_async(&self, token: &str) -> Result<VerifiedToken, JwtFailure> {
         let shared = &self.inner.shared;
         let mut rx = shared.subscribe();
         match self.verify_inner(token) {
+            // No key set yet, but the first fetch is under way: wait for it (bounded).
+            Err((JwtFailure::Unavailable, _)) if shared.refresh_in_flight() => {
+                let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, rx.changed()).await;
+                self.verify_inner(token).map_err(|(f, _)| f)
+            }
             Err((f, Some(triggered))) if triggered || shared.refresh_in_flight() => {
                 let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, rx.changed()).await;
                 // The second try does not wait again (and its refresh request is
@@ -149,9 +157,11 @@ impl JwtVerifier {
             return Err(inv(reason::TOO_LARGE));
         }
         let now = inner.clock.now_unix();
-        let loaded = inner.shared.keys.load_full();
+        // A guard, not a clone of the Arc: no shared refcount traffic per request.
+        let loaded = inner.shared.keys.load();
         let keys: Option<&KeySet> = loaded
-            .as_deref()
+            .as_ref()
+            .map(|l| &**l)
             .filter(|l| l.usable(Instant::now()))
             .map(|l| &l.set);
 

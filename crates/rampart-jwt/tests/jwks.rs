@@ -423,3 +423,20 @@ fn start_without_a_runtime() {
     }
     assert!(v.verify(&k.token("ES256", &claims())).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_requests_wait_for_the_first_fetch_under_way() {
+    let server = TestServer::start().await;
+    let k = TestKey::es256("k");
+    server.set(
+        JWKS,
+        Reply::Slow(Duration::from_millis(300), Box::new(set_of(&[&k]))),
+    );
+    let v = JwtVerifier::start(settings(&server), Arc::new(SystemClock));
+    let t = k.token("ES256", &claims());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The synchronous path answers at once (503 material); the async one waits for
+    // the fetch under way and accepts.
+    assert_eq!(v.verify(&t), Err(JwtFailure::Unavailable));
+    assert!(v.verify_async(&t).await.is_ok());
+}

@@ -377,6 +377,23 @@ mod tests {
     }
 
     #[test]
+    fn new_keys_are_range_checked_and_strict() {
+        for bad in [
+            "max_token_bytes = 100",
+            "max_token_bytes = 1000000",
+            "jwks_max_stale_s = -1",
+            "token_cache_entries = \"many\"",
+            "token_cache = 5",
+        ] {
+            let text = format!("{DEV}[auth.jwt]\njwks_url = \"http://127.0.0.1:9/k\"\n{bad}\n");
+            assert!(
+                rampart_config::load_from_strs(&[("t.toml", &text)], &[]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn url_policy() {
         let u = |s: &str| s.parse::<http::Uri>().unwrap();
         assert!(url_allowed(Profile::Prod, &u("https://id.example.com/k")));

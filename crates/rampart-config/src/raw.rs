@@ -36,6 +36,9 @@ const JWT_KEYS: &[&str] = &[
     "scopes_claim",
     "roles_claim",
     "tenant_claim",
+    "max_token_bytes",
+    "jwks_max_stale_s",
+    "token_cache_entries",
 ];
 const JWT_ALGS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256",
@@ -85,6 +88,12 @@ pub struct JwtSection {
     pub scopes_claim: Option<String>,
     pub roles_claim: Option<String>,
     pub tenant_claim: Option<String>,
+    /// Tokens longer than this are refused before any parsing (default 8192).
+    pub max_token_bytes: Option<u64>,
+    /// How long the last good key set keeps serving after refreshes fail.
+    pub jwks_max_stale_s: Option<u64>,
+    /// Bound of the verified-token cache (0 disables it).
+    pub token_cache_entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -450,6 +459,9 @@ fn jwt(cx: &mut Cx<'_>, item: &Item) -> Option<JwtSection> {
         scopes_claim: cx.opt_nonempty(&t, "scopes_claim"),
         roles_claim: cx.opt_nonempty(&t, "roles_claim"),
         tenant_claim: cx.opt_nonempty(&t, "tenant_claim"),
+        max_token_bytes: cx.opt_u64(&t, "max_token_bytes", 512, 65_536),
+        jwks_max_stale_s: cx.opt_u64(&t, "jwks_max_stale_s", 0, 604_800),
+        token_cache_entries: cx.opt_u64(&t, "token_cache_entries", 0, 10_000_000),
         ..JwtSection::default()
     };
     if let Some(i) = t.get("audience") {

@@ -12,6 +12,7 @@ mod echo;
 mod logging;
 mod revoke;
 mod serve;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +82,11 @@ enum Command {
         after_help = "Examples:\n  rampart revoke --config rampart.toml --jti 3f2c9a --until 2027-01-31T00:00:00Z\n  rampart revoke --config rampart.toml --subject mallory@example.com\n  rampart revoke --config rampart.toml --cert-fp SHA256:AB:CD:… --until 30d\n\nExit status: 0 recorded, 1 the store failed or the API key does not exist, 2 usage or configuration error."
     )]
     Revoke(revoke::RevokeArgs),
+    /// Development tokens (HS256, profile "dev" only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -92,6 +98,15 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print an HS256 JWT signed with auth.jwt.hs256_secret (refused outside profile "dev").
+    #[command(
+        after_help = "Example:\n  rampart token mint --config dev.toml --sub alice --tenant acme --scopes \"jobs metrics\" --roles reader --ttl 1h\n\nExit status: 0 token printed, 2 not a dev profile with hs256_secret, or a usage error."
+    )]
+    Mint(token::MintArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
@@ -101,6 +116,9 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => demo::run(listen, admin_listen),
+        Command::Token {
+            command: TokenCommand::Mint(args),
+        } => token::mint(&args),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
         Command::Apikey(cmd) => apikey::run(cmd),
         Command::Revoke(args) => revoke::run(args),

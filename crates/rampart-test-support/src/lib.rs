@@ -1,0 +1,20 @@
+//! Test helpers shared by the crates' tests: a scriptable HTTP server on loopback (a
+//! JWKS / OIDC provider that can rotate keys, go down, be slow, answer garbage, and
+//! count every request, e.g. to prove a URL was never fetched), test signing keys for
+//! every JWS algorithm rampart verifies, and raw JWS construction (for forged headers).
+//!
+//! **Guards against:** nothing; test code only. **Trusts:** aws-lc-rs to generate and
+//! sign. Only loopback addresses are ever bound.
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod keys;
+mod server;
+
+pub use keys::{TestKey, b64url, jws};
+pub use server::{Reply, TestServer};

@@ -7,6 +7,7 @@
 mod check;
 mod demo;
 mod echo;
+mod lint;
 mod logging;
 mod serve;
 
@@ -67,6 +68,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         admin_listen: SocketAddr,
     },
+    /// Check Dockerfiles, Compose files and Kubernetes manifests against the hardening rules.
+    #[command(
+        after_help = "Examples:\n  rampart lint deploy/\n  rampart lint --format sarif --fail-on warning Dockerfile k8s/ > lint.sarif\n  rampart lint --list-rules\n\nKinds are detected by content; directories are walked. Suppress a finding with a reason:\n  # rampart-lint: ignore RP004 reason=\"needs NET_ADMIN for the VPN\"\n\nExit status: 0 no finding at or above --fail-on, 1 such findings, 2 an input is missing, unreadable or unparsable (2 wins)."
+    )]
+    Lint {
+        /// Files or directories.
+        #[arg(value_name = "PATH", required_unless_present = "list_rules")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = lint::Format::Text)]
+        format: lint::Format,
+        /// Lowest severity that makes the exit status 1.
+        #[arg(long, value_enum, default_value_t = lint::FailOn::Error)]
+        fail_on: lint::FailOn,
+        /// Print every rule (id, severity, title, rationale, fix) and exit.
+        #[arg(long)]
+        list_rules: bool,
+    },
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -87,6 +106,12 @@ fn main() -> ExitCode {
             listen,
             admin_listen,
         } => demo::run(listen, admin_listen),
+        Command::Lint {
+            paths,
+            format,
+            fail_on,
+            list_rules,
+        } => lint::run(&paths, format, fail_on, list_rules),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
     };
     ExitCode::from(code)

@@ -3,7 +3,12 @@
 //! round-robin into a temporary directory at run time, then linted as one directory walk
 //! (reading, kind detection, parsing, rules, NetworkPolicy pass, sorting).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 

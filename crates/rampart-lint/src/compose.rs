@@ -12,9 +12,8 @@ use crate::yaml::{Node, Value};
 
 /// A Compose file: a top-level `services` mapping of mappings.
 pub(crate) fn is_compose(root: &Node) -> bool {
-    root.get("services").is_some_and(|s| {
-        s.is_map() && s.entries().iter().all(|(_, v)| v.is_map() || v.is_null())
-    })
+    root.get("services")
+        .is_some_and(|s| s.is_map() && s.entries().iter().all(|(_, v)| v.is_map() || v.is_null()))
 }
 
 /// Host paths that hand the host to whoever mounts them (and everything under them).
@@ -142,8 +141,16 @@ pub(crate) fn check(root: &Node, sink: &mut Sink) {
         // Read-only root.
         match svc.entry("read_only") {
             Some((_, v)) if v.as_bool() == Some(true) => {}
-            Some((k, _)) => sink.push(&WRITABLE_ROOT, k.pos, format!("service `{name}`: `read_only` is not true")),
-            None => sink.push(&WRITABLE_ROOT, at, format!("service `{name}` has a writable root file system (no `read_only: true`)")),
+            Some((k, _)) => sink.push(
+                &WRITABLE_ROOT,
+                k.pos,
+                format!("service `{name}`: `read_only` is not true"),
+            ),
+            None => sink.push(
+                &WRITABLE_ROOT,
+                at,
+                format!("service `{name}` has a writable root file system (no `read_only: true`)"),
+            ),
         }
         // Capabilities.
         let drops_all = svc
@@ -153,32 +160,60 @@ pub(crate) fn check(root: &Node, sink: &mut Sink) {
             .iter()
             .any(|c| c.as_str().is_some_and(|s| cap_name(s) == "ALL"));
         if !drops_all {
-            sink.push(&CAPABILITIES, at, format!("service `{name}` does not drop all capabilities (`cap_drop: [ALL]`)"));
+            sink.push(
+                &CAPABILITIES,
+                at,
+                format!("service `{name}` does not drop all capabilities (`cap_drop: [ALL]`)"),
+            );
         }
         for c in svc.get("cap_add").map(strings).unwrap_or_default() {
             let s = c.as_str().unwrap_or("");
             if cap_name(s) != "NET_BIND_SERVICE" {
-                sink.push(&CAPABILITIES, c.pos, format!("service `{name}` adds capability `{s}`"));
+                sink.push(
+                    &CAPABILITIES,
+                    c.pos,
+                    format!("service `{name}` adds capability `{s}`"),
+                );
             }
         }
         if let Some((k, v)) = svc.entry("privileged")
             && v.as_bool() == Some(true)
         {
-            sink.push(&PRIVILEGED, k.pos, format!("service `{name}` is privileged"));
+            sink.push(
+                &PRIVILEGED,
+                k.pos,
+                format!("service `{name}` is privileged"),
+            );
         }
         // security_opt: no-new-privileges, seccomp.
         let opts = svc.get("security_opt").map(strings).unwrap_or_default();
         let nnp = opts.iter().any(|o| {
-            let s = o.as_str().unwrap_or("").replace('=', ":").to_ascii_lowercase();
+            let s = o
+                .as_str()
+                .unwrap_or("")
+                .replace('=', ":")
+                .to_ascii_lowercase();
             s == "no-new-privileges" || s == "no-new-privileges:true"
         });
         if !nnp {
-            sink.push(&ESCALATION, at, format!("service `{name}` lacks `security_opt: [\"no-new-privileges:true\"]`"));
+            sink.push(
+                &ESCALATION,
+                at,
+                format!("service `{name}` lacks `security_opt: [\"no-new-privileges:true\"]`"),
+            );
         }
         for o in &opts {
-            let s = o.as_str().unwrap_or("").replace('=', ":").to_ascii_lowercase();
+            let s = o
+                .as_str()
+                .unwrap_or("")
+                .replace('=', ":")
+                .to_ascii_lowercase();
             if s == "seccomp:unconfined" {
-                sink.push(&SECCOMP, o.pos, format!("service `{name}` turns seccomp off"));
+                sink.push(
+                    &SECCOMP,
+                    o.pos,
+                    format!("service `{name}` turns seccomp off"),
+                );
             }
         }
         // tmpfs flags (short syntax; the long syntax cannot express them).
@@ -193,7 +228,11 @@ pub(crate) fn check(root: &Node, sink: &mut Sink) {
                 .filter(|f| !flags.contains(f))
                 .collect();
             if !missing.is_empty() {
-                sink.push(&TMPFS_FLAGS, t.pos, format!("service `{name}`: tmpfs `{s}` lacks {}", missing.join(",")));
+                sink.push(
+                    &TMPFS_FLAGS,
+                    t.pos,
+                    format!("service `{name}`: tmpfs `{s}` lacks {}", missing.join(",")),
+                );
             }
         }
         // Limits.
@@ -213,11 +252,10 @@ pub(crate) fn check(root: &Node, sink: &mut Sink) {
         // Health check.
         let health = svc.get("healthcheck").is_some_and(|h| {
             h.get("disable").and_then(Node::as_bool) != Some(true)
-                && !h
-                    .get("test")
+                && h.get("test")
                     .and_then(Node::as_seq)
                     .and_then(|t| t.first())
-                    .is_some_and(|f| f.as_str() == Some("NONE"))
+                    .is_none_or(|f| f.as_str() != Some("NONE"))
         });
         if !health {
             sink.push(&HEALTH, at, format!("service `{name}` has no healthcheck"));
@@ -227,7 +265,11 @@ pub(crate) fn check(root: &Node, sink: &mut Sink) {
             if let Some((k, v)) = svc.entry(key)
                 && v.as_str() == Some("host")
             {
-                sink.push(&HOST_NAMESPACE, k.pos, format!("service `{name}` shares the host's {what} namespace"));
+                sink.push(
+                    &HOST_NAMESPACE,
+                    k.pos,
+                    format!("service `{name}` shares the host's {what} namespace"),
+                );
             }
         }
         // Host mounts.
@@ -238,13 +280,23 @@ pub(crate) fn check(root: &Node, sink: &mut Sink) {
                     src.starts_with('/').then(|| src.to_owned())
                 }
                 Value::Map(_) => {
-                    let bind = v.get("type").and_then(Node::as_str).is_none_or(|t| t == "bind");
-                    v.get("source").and_then(Node::as_str).filter(|s| bind && s.starts_with('/')).map(str::to_owned)
+                    let bind = v
+                        .get("type")
+                        .and_then(Node::as_str)
+                        .is_none_or(|t| t == "bind");
+                    v.get("source")
+                        .and_then(Node::as_str)
+                        .filter(|s| bind && s.starts_with('/'))
+                        .map(str::to_owned)
                 }
                 Value::Seq(_) => None,
             };
             if let Some(why) = src.as_deref().and_then(sensitive_host_path) {
-                sink.push(&HOST_MOUNT, v.pos, format!("service `{name}`: bind mount: {why}"));
+                sink.push(
+                    &HOST_MOUNT,
+                    v.pos,
+                    format!("service `{name}`: bind mount: {why}"),
+                );
             }
         }
         if let Some(env) = svc.get("environment") {
@@ -261,7 +313,11 @@ mod tests {
     #[test]
     fn host_paths() {
         assert!(sensitive_host_path("/").is_some());
-        assert!(sensitive_host_path("/var/run/docker.sock").unwrap().contains("Docker socket"));
+        assert!(
+            sensitive_host_path("/var/run/docker.sock")
+                .unwrap()
+                .contains("Docker socket")
+        );
         assert!(sensitive_host_path("/proc/").is_some());
         assert!(sensitive_host_path("/etc/localtime").is_some());
         assert!(sensitive_host_path("/srv/data").is_none());

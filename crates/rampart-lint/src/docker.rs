@@ -167,7 +167,11 @@ pub(crate) fn check(ins: &[Instruction], sink: &mut Sink) {
         // A user from a build argument: not decidable here.
         Some((u, _)) if u.contains('$') => {}
         Some((u, p)) if is_root_user(u) => {
-            sink.push(&RUN_AS_ROOT, *p, format!("USER {u}: the container runs as root"));
+            sink.push(
+                &RUN_AS_ROOT,
+                *p,
+                format!("USER {u}: the container runs as root"),
+            );
         }
         Some((u, p)) => {
             if let Some(n) = low_uid(u) {

@@ -207,8 +207,7 @@ pub fn looks_like(text: &str) -> bool {
     let kw_ok = kw.eq_ignore_ascii_case("FROM") || kw.eq_ignore_ascii_case("ARG");
     kw_ok
         && text.lines().any(|l| {
-            l.trim_start()
-                .split_whitespace()
+            l.split_whitespace()
                 .next()
                 .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
         })

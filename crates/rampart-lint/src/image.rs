@@ -36,8 +36,7 @@ pub fn pin(image: &str) -> Pin {
         return Pin::Unknown;
     }
     match tag {
-        None | Some("latest") => Pin::Latest,
-        Some(t) if t.is_empty() => Pin::Latest,
+        None | Some("latest" | "") => Pin::Latest,
         Some(_) => Pin::Tag,
     }
 }

@@ -80,19 +80,35 @@ fn check_inner(root: &Node, file: &str, sink: &mut Sink, facts: &mut Vec<NsFact>
 }
 
 fn check_pod(pod: &Node, what: &str, needs_probe: bool, sink: &mut Sink) {
-    for (key, ns) in [("hostNetwork", "network"), ("hostPID", "PID"), ("hostIPC", "IPC")] {
+    for (key, ns) in [
+        ("hostNetwork", "network"),
+        ("hostPID", "PID"),
+        ("hostIPC", "IPC"),
+    ] {
         if let Some((k, v)) = pod.entry(key)
             && v.as_bool() == Some(true)
         {
-            sink.push(&HOST_NAMESPACE, k.pos, format!("{what} shares the host's {ns} namespace (`{key}: true`)"));
+            sink.push(
+                &HOST_NAMESPACE,
+                k.pos,
+                format!("{what} shares the host's {ns} namespace (`{key}: true`)"),
+            );
         }
     }
-    for vol in pod.get("volumes").and_then(Node::as_seq).unwrap_or_default() {
+    for vol in pod
+        .get("volumes")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
         if let Some(p) = vol.path(&["hostPath", "path"])
             && let Some(why) = p.as_str().and_then(sensitive_host_path)
         {
             let vname = vol.get("name").and_then(Node::as_str).unwrap_or("");
-            sink.push(&HOST_MOUNT, p.pos, format!("{what}: hostPath volume `{vname}`: {why}"));
+            sink.push(
+                &HOST_MOUNT,
+                p.pos,
+                format!("{what}: hostPath volume `{vname}`: {why}"),
+            );
         }
     }
     let psc = pod.get("securityContext");
@@ -101,7 +117,10 @@ fn check_pod(pod: &Node, what: &str, needs_probe: bool, sink: &mut Sink) {
     for (group, init) in groups {
         for c in pod.get(group).and_then(Node::as_seq).unwrap_or_default() {
             let cname = c.get("name").and_then(Node::as_str).unwrap_or("");
-            let who = format!("{what}: {} `{cname}`", if init { "init container" } else { "container" });
+            let who = format!(
+                "{what}: {} `{cname}`",
+                if init { "init container" } else { "container" }
+            );
             check_container(c, psc, pod_limits, &who, needs_probe && !init, sink);
         }
     }
@@ -109,7 +128,8 @@ fn check_pod(pod: &Node, what: &str, needs_probe: bool, sink: &mut Sink) {
 
 /// The setting at `key` of the container's securityContext, else the pod's.
 fn effective<'a>(csc: Option<&'a Node>, psc: Option<&'a Node>, key: &str) -> Option<&'a Node> {
-    csc.and_then(|s| s.get(key)).or_else(|| psc.and_then(|s| s.get(key)))
+    csc.and_then(|s| s.get(key))
+        .or_else(|| psc.and_then(|s| s.get(key)))
 }
 
 fn check_container(
@@ -128,7 +148,11 @@ fn check_container(
     match user.and_then(Node::as_i64) {
         Some(0) => {
             let p = user.map_or(at, |u| u.pos);
-            sink.push(&RUN_AS_ROOT, p, format!("{who} runs as UID 0 (`runAsUser: 0`)"));
+            sink.push(
+                &RUN_AS_ROOT,
+                p,
+                format!("{who} runs as UID 0 (`runAsUser: 0`)"),
+            );
         }
         Some(n) if n > 0 => {
             if n < 10_000 {
@@ -141,7 +165,9 @@ fn check_container(
                 sink.push(
                     &RUN_AS_ROOT,
                     at,
-                    format!("{who} may run as root: no `runAsNonRoot: true` and no non-zero `runAsUser`"),
+                    format!(
+                        "{who} may run as root: no `runAsNonRoot: true` and no non-zero `runAsUser`"
+                    ),
                 );
             }
         }
@@ -149,8 +175,16 @@ fn check_container(
     // Read-only root file system.
     match csc.and_then(|s| s.entry("readOnlyRootFilesystem")) {
         Some((_, v)) if v.as_bool() == Some(true) => {}
-        Some((k, _)) => sink.push(&WRITABLE_ROOT, k.pos, format!("{who}: `readOnlyRootFilesystem` is not true")),
-        None => sink.push(&WRITABLE_ROOT, at, format!("{who} has a writable root file system (no `readOnlyRootFilesystem: true`)")),
+        Some((k, _)) => sink.push(
+            &WRITABLE_ROOT,
+            k.pos,
+            format!("{who}: `readOnlyRootFilesystem` is not true"),
+        ),
+        None => sink.push(
+            &WRITABLE_ROOT,
+            at,
+            format!("{who} has a writable root file system (no `readOnlyRootFilesystem: true`)"),
+        ),
     }
     // Capabilities.
     let caps = csc.and_then(|s| s.get("capabilities"));
@@ -161,9 +195,17 @@ fn check_container(
         .iter()
         .any(|d| d.as_str().is_some_and(|s| s.eq_ignore_ascii_case("ALL")));
     if !drops_all {
-        sink.push(&CAPABILITIES, at, format!("{who} does not drop all capabilities (`capabilities.drop: [ALL]`)"));
+        sink.push(
+            &CAPABILITIES,
+            at,
+            format!("{who} does not drop all capabilities (`capabilities.drop: [ALL]`)"),
+        );
     }
-    for a in caps.and_then(|c| c.get("add")).and_then(Node::as_seq).unwrap_or_default() {
+    for a in caps
+        .and_then(|c| c.get("add"))
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+    {
         let s = a.as_str().unwrap_or("");
         let n = s.trim().to_ascii_uppercase();
         if n.strip_prefix("CAP_").unwrap_or(&n) != "NET_BIND_SERVICE" {
@@ -177,8 +219,16 @@ fn check_container(
     }
     match csc.and_then(|s| s.entry("allowPrivilegeEscalation")) {
         Some((_, v)) if v.as_bool() == Some(false) => {}
-        Some((k, _)) => sink.push(&ESCALATION, k.pos, format!("{who} allows privilege escalation")),
-        None => sink.push(&ESCALATION, at, format!("{who} lacks `allowPrivilegeEscalation: false`")),
+        Some((k, _)) => sink.push(
+            &ESCALATION,
+            k.pos,
+            format!("{who} allows privilege escalation"),
+        ),
+        None => sink.push(
+            &ESCALATION,
+            at,
+            format!("{who} lacks `allowPrivilegeEscalation: false`"),
+        ),
     }
     // seccomp.
     let sc_type = effective(csc, psc, "seccompProfile").and_then(|p| p.get("type"));
@@ -186,9 +236,17 @@ fn check_container(
         Some("RuntimeDefault" | "Localhost") => {}
         Some(t) => {
             let p = sc_type.map_or(at, |n| n.pos);
-            sink.push(&SECCOMP, p, format!("{who} runs with seccomp profile `{t}`"));
+            sink.push(
+                &SECCOMP,
+                p,
+                format!("{who} runs with seccomp profile `{t}`"),
+            );
         }
-        None => sink.push(&SECCOMP, at, format!("{who} has no seccomp profile (`seccompProfile.type: RuntimeDefault`)")),
+        None => sink.push(
+            &SECCOMP,
+            at,
+            format!("{who} has no seccomp profile (`seccompProfile.type: RuntimeDefault`)"),
+        ),
     }
     // Limits: the container's own, else the pod-level ones.
     let limits = c.path(&["resources", "limits"]);
@@ -205,14 +263,26 @@ fn check_container(
         sink.push(&LIMITS, at, format!("{who} has no {missing}"));
     }
     if needs_probe && c.get("livenessProbe").is_none() && c.get("readinessProbe").is_none() {
-        sink.push(&HEALTH, at, format!("{who} has no livenessProbe or readinessProbe"));
+        sink.push(
+            &HEALTH,
+            at,
+            format!("{who} has no livenessProbe or readinessProbe"),
+        );
     }
     if let Some(img) = c.get("image")
         && let Some(s) = img.as_str()
     {
         match image::pin(s) {
-            Pin::Latest => sink.push(&IMAGE_LATEST, img.pos, format!("{who}: image `{s}` has no tag or uses `latest`")),
-            Pin::Tag => sink.push(&IMAGE_TAG, img.pos, format!("{who}: image `{s}` is pinned by tag only, not by digest")),
+            Pin::Latest => sink.push(
+                &IMAGE_LATEST,
+                img.pos,
+                format!("{who}: image `{s}` has no tag or uses `latest`"),
+            ),
+            Pin::Tag => sink.push(
+                &IMAGE_TAG,
+                img.pos,
+                format!("{who}: image `{s}` is pinned by tag only, not by digest"),
+            ),
             Pin::Digest | Pin::Unknown => {}
         }
     }
@@ -221,7 +291,14 @@ fn check_container(
             && let Some(d) = v.as_str().and_then(secrets::detect)
         {
             let ename = e.get("name").and_then(Node::as_str).unwrap_or("");
-            sink.push(&SECRET, v.pos, format!("{who}: env `{ename}` holds a {} (`{}…`); use `secretKeyRef`", d.kind, d.shown));
+            sink.push(
+                &SECRET,
+                v.pos,
+                format!(
+                    "{who}: env `{ename}` holds a {} (`{}…`); use `secretKeyRef`",
+                    d.kind, d.shown
+                ),
+            );
         }
     }
 }
@@ -240,7 +317,10 @@ pub(crate) fn network_policies(facts: &[NsFact], out: &mut Vec<Finding>) {
         let mut sink = Sink::new(&f.file);
         sink.push(
             &NETWORK_POLICY,
-            Pos { line: f.pos.line, col: f.pos.col },
+            Pos {
+                line: f.pos.line,
+                col: f.pos.col,
+            },
             format!("namespace `{ns}` has workloads but no NetworkPolicy among the linted inputs"),
         );
         out.extend(sink.findings);

@@ -159,7 +159,9 @@ fn is_dockerfile_name(name: &str) -> bool {
         .and_then(|s| s.to_str())
         .unwrap_or(name)
         .to_ascii_lowercase();
-    base.starts_with("dockerfile") || base.starts_with("containerfile") || base.ends_with(".dockerfile")
+    base.starts_with("dockerfile")
+        || base.starts_with("containerfile")
+        || base.ends_with(".dockerfile")
 }
 
 /// Detects the kind of `text` and lints it. `Ok(None)` kind: not a file this linter
@@ -273,7 +275,10 @@ impl Run {
     fn walk(&mut self, dir: &Path, depth: usize) {
         let name = dir.display().to_string();
         if depth > MAX_WALK_DEPTH {
-            self.error(&name, format!("nested deeper than {MAX_WALK_DEPTH} directories"));
+            self.error(
+                &name,
+                format!("nested deeper than {MAX_WALK_DEPTH} directories"),
+            );
             return;
         }
         let entries = match std::fs::read_dir(dir) {
@@ -365,13 +370,20 @@ impl Run {
         // By file, then position; duplicates (one pod-level setting seen through
         // several containers) once.
         self.report.findings.sort_by(|a, b| {
-            (a.file.as_str(), a.line, a.column, a.rule.id, a.message.as_str()).cmp(&(
-                b.file.as_str(),
-                b.line,
-                b.column,
-                b.rule.id,
-                b.message.as_str(),
-            ))
+            (
+                a.file.as_str(),
+                a.line,
+                a.column,
+                a.rule.id,
+                a.message.as_str(),
+            )
+                .cmp(&(
+                    b.file.as_str(),
+                    b.line,
+                    b.column,
+                    b.rule.id,
+                    b.message.as_str(),
+                ))
         });
         self.report.findings.dedup();
         self.report

@@ -13,12 +13,7 @@ pub fn text(report: &Report) -> String {
     for f in &report.findings {
         s.push_str(&format!(
             "{}:{}:{}: {}[{}] {}\n",
-            f.file,
-            f.line,
-            f.column,
-            f.rule.severity,
-            f.rule.id,
-            f.message
+            f.file, f.line, f.column, f.rule.severity, f.rule.id, f.message
         ));
     }
     s

@@ -46,7 +46,12 @@ const PATTERNS: &[Pattern] = &[
     ("xoxr-", "Slack refresh token", token_char, 10),
     ("xoxs-", "Slack session token", token_char, 10),
     ("xapp-", "Slack app-level token", token_char, 10),
-    ("https://hooks.slack.com/services/", "Slack webhook URL", slack_hook, 20),
+    (
+        "https://hooks.slack.com/services/",
+        "Slack webhook URL",
+        slack_hook,
+        20,
+    ),
     ("sk_live_", "Stripe secret key", alnum, 20),
     ("rk_live_", "Stripe restricted key", alnum, 20),
     ("AIza", "Google API key", token_char, 35),
@@ -60,9 +65,11 @@ fn slack_hook(c: char) -> bool {
 }
 
 fn aws_key_id(s: &str) -> bool {
-    ["AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA"]
-        .iter()
-        .any(|p| s.starts_with(p))
+    [
+        "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA",
+    ]
+    .iter()
+    .any(|p| s.starts_with(p))
         && run_len(s.get(4..).unwrap_or(""), |c| {
             c.is_ascii_uppercase() || c.is_ascii_digit()
         }) >= 16

@@ -24,7 +24,10 @@ fn parse_body(body: &str) -> Result<Vec<String>, String> {
         .strip_prefix("ignore")
         .ok_or_else(|| "expected `ignore RPnnn[,RPnnn] reason=\"…\"`".to_owned())?;
     let (ids_part, reason_part) = match rest.find("reason=") {
-        Some(i) => (rest.get(..i).unwrap_or(""), Some(rest.get(i + 7..).unwrap_or(""))),
+        Some(i) => (
+            rest.get(..i).unwrap_or(""),
+            Some(rest.get(i + 7..).unwrap_or("")),
+        ),
         None => (rest, None),
     };
     let ids: Vec<String> = ids_part

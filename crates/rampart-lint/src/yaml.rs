@@ -70,12 +70,7 @@ impl Node {
         match &self.value {
             Value::Scalar(..) => 1,
             Value::Seq(v) => 1 + v.iter().map(Node::count).sum::<usize>(),
-            Value::Map(v) => {
-                1 + v
-                    .iter()
-                    .map(|(k, v)| k.count() + v.count())
-                    .sum::<usize>()
-            }
+            Value::Map(v) => 1 + v.iter().map(|(k, v)| k.count() + v.count()).sum::<usize>(),
         }
     }
 
@@ -349,7 +344,8 @@ mod tests {
 
     #[test]
     fn positions_and_merge_keys() {
-        let text = "a: 1\nb:\n  - x: &base\n      k: v\n    y: [1, 2]\nc:\n  <<: *base\n  z: true\n";
+        let text =
+            "a: 1\nb:\n  - x: &base\n      k: v\n    y: [1, 2]\nc:\n  <<: *base\n  z: true\n";
         let docs = parse_stream(text).unwrap();
         assert_eq!(docs.len(), 1);
         let root = &docs[0].root;

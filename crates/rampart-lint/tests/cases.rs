@@ -1,6 +1,11 @@
 //! Small cases of our own, each with its exact expected findings.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use rampart_lint::{Severity, lint_paths, lint_source};
 
@@ -57,7 +62,10 @@ fn hardened_pod_is_clean() {
 fn kubernetes_violations_point_at_their_keys() {
     let text = HARDENED_POD
         .replace("runAsUser: 10001", "runAsUser: 0")
-        .replace("add: [NET_BIND_SERVICE]", "add: [NET_BIND_SERVICE, SYS_ADMIN]")
+        .replace(
+            "add: [NET_BIND_SERVICE]",
+            "add: [NET_BIND_SERVICE, SYS_ADMIN]",
+        )
         .replace("type: RuntimeDefault", "type: Unconfined")
         .replace("value: ${TOKEN}", "value: AKIAIOSFODNN7EXAMPLE")
         .replace("  containers:", "  hostPID: true\n  containers:");
@@ -65,7 +73,13 @@ fn kubernetes_violations_point_at_their_keys() {
     let got: Vec<_> = r.findings.iter().map(|f| (f.rule.id, f.line)).collect();
     assert_eq!(
         got,
-        [("RP001", 9), ("RP007", 11), ("RP011", 12), ("RP004", 21), ("RP015", 29)]
+        [
+            ("RP001", 9),
+            ("RP007", 11),
+            ("RP011", 12),
+            ("RP004", 21),
+            ("RP015", 29)
+        ]
     );
     let secret = r.findings.iter().find(|f| f.rule.id == "RP015").unwrap();
     assert!(secret.message.contains("AKIA…"), "{}", secret.message);
@@ -178,7 +192,11 @@ fn suppressions_need_a_reason() {
     // Without a reason: suppresses nothing, and is reported itself.
     let no_reason = text.replace(" reason=\"runs as nobody\"", "");
     let r = lint_source("c.yaml", &no_reason);
-    let got: Vec<_> = r.findings.iter().map(|f| (f.rule.id, f.line, f.severity())).collect();
+    let got: Vec<_> = r
+        .findings
+        .iter()
+        .map(|f| (f.rule.id, f.line, f.severity()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -214,7 +232,11 @@ fn input_errors_exit_2_and_the_rest_is_still_linted() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
     std::fs::write(p.join("bad.yaml"), "a: [\n").unwrap();
-    std::fs::write(p.join("Dockerfile"), "FROM alpine:latest\nUSER 10001\nFROM x\n").unwrap();
+    std::fs::write(
+        p.join("Dockerfile"),
+        "FROM alpine:latest\nUSER 10001\nFROM x\n",
+    )
+    .unwrap();
     std::fs::write(p.join("notes.md"), "# hello\n").unwrap();
     let r = lint_paths(&[
         p.join("missing.yaml"),
@@ -222,7 +244,11 @@ fn input_errors_exit_2_and_the_rest_is_still_linted() {
         p.join("notes.md"),
         p.join("Dockerfile"),
     ]);
-    let errs: Vec<_> = r.errors.iter().map(|e| e.file.rsplit('/').next().unwrap().to_owned()).collect();
+    let errs: Vec<_> = r
+        .errors
+        .iter()
+        .map(|e| e.file.rsplit('/').next().unwrap().to_owned())
+        .collect();
     assert_eq!(errs, ["missing.yaml", "bad.yaml", "notes.md"]);
     assert!(r.errors[1].message.contains("YAML"), "{:?}", r.errors[1]);
     assert!(r.findings.iter().any(|f| f.rule.id == "RP013"));

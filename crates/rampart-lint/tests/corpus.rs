@@ -3,7 +3,12 @@
 //! repository). Each expectation is the complete list of `(rule, line)` findings for
 //! the file linted alone, checked by hand against the file.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -180,16 +185,25 @@ fn network_policy_is_found_across_files() {
         "k8s/kube-prometheus/kubeStateMetrics-deployment.yaml",
         "k8s/kube-prometheus/kubeStateMetrics-networkPolicy.yaml",
     ]);
-    assert!(with_policy.iter().all(|(r, _)| *r != "RP016"), "{with_policy:?}");
+    assert!(
+        with_policy.iter().all(|(r, _)| *r != "RP016"),
+        "{with_policy:?}"
+    );
     // Hardened: only probes and tags remain.
     let rules: Vec<&str> = with_policy.iter().map(|(r, _)| *r).collect();
-    assert!(rules.iter().all(|r| *r == "RP010" || *r == "RP014"), "{rules:?}");
+    assert!(
+        rules.iter().all(|r| *r == "RP010" || *r == "RP014"),
+        "{rules:?}"
+    );
 }
 
 #[test]
 fn digest_pinned_release_has_no_image_findings() {
     let got = findings(&["k8s/ingress-nginx-v1.15.1/deploy.yaml"]);
-    assert!(got.iter().all(|(r, _)| *r != "RP013" && *r != "RP014"), "{got:?}");
+    assert!(
+        got.iter().all(|(r, _)| *r != "RP013" && *r != "RP014"),
+        "{got:?}"
+    );
     // …but its root file system is writable (`readOnlyRootFilesystem: false`).
     assert!(got.iter().any(|(r, _)| *r == "RP003"));
     // v1.5.2 allows privilege escalation.
@@ -210,8 +224,8 @@ fn whole_corpus_walk() {
     // Every rule that the corpus can trigger fires; RP008 (tmpfs flags), RP015
     // (secrets) and RP020 (suppressions) are covered by the cases in tests/cases.rs.
     for id in [
-        "RP001", "RP002", "RP003", "RP004", "RP005", "RP006", "RP007", "RP009", "RP010",
-        "RP011", "RP012", "RP013", "RP014", "RP016", "RP017", "RP018", "RP019",
+        "RP001", "RP002", "RP003", "RP004", "RP005", "RP006", "RP007", "RP009", "RP010", "RP011",
+        "RP012", "RP013", "RP014", "RP016", "RP017", "RP018", "RP019",
     ] {
         assert!(by_rule.contains_key(id), "{id} never fired: {by_rule:?}");
     }

@@ -9,6 +9,7 @@ mod demo;
 mod echo;
 mod lint;
 mod logging;
+mod sbom;
 mod serve;
 
 use std::net::SocketAddr;
@@ -86,6 +87,11 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
+    /// Print the CycloneDX 1.5 JSON SBOM of this binary's dependencies (embedded at build time).
+    #[command(
+        after_help = "Example:\n  rampart sbom > rampart.cdx.json\n\nEvery crate linked into the binary, with its licence, SHA-256 checksum and pkg:cargo purl; metadata.component is rampart itself."
+    )]
+    Sbom,
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
             fail_on,
             list_rules,
         } => lint::run(&paths, format, fail_on, list_rules),
+        Command::Sbom => sbom::run(),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
     };
     ExitCode::from(code)

@@ -48,7 +48,7 @@ enum Command {
     },
     /// Validate configuration, profile rules, data roots and secret files without serving.
     #[command(
-        after_help = "Example:\n  rampart check --config /etc/rampart/rampart.toml\n\nExit status: 0 no findings, 1 findings (e.g. a data root fails a check), 2 the configuration cannot be loaded."
+        after_help = "Examples:\n  rampart check --config /etc/rampart/rampart.toml\n  rampart check --config /etc/rampart/rampart.toml --online --format json\n\nExit status: 0 no failed check (warnings such as a certificate expiring within 30 days do not fail), 1 a check failed (e.g. a data root, key material, an expired certificate, an unreachable backend with --online), 2 the configuration cannot be loaded."
     )]
     Check {
         #[arg(long = "config", short = 'c', required = true, value_name = "FILE")]
@@ -56,6 +56,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = check::Format::Text)]
         format: check::Format,
+        /// Also connect to the configured JWKS endpoint, Redis and PostgreSQL.
+        #[arg(long)]
+        online: bool,
     },
     /// Run a self-contained gateway with a built-in echo upstream and print curl commands.
     #[command(
@@ -107,7 +110,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve { config } => serve::run(&config),
-        Command::Check { config, format } => check::run(&config, format),
+        Command::Check {
+            config,
+            format,
+            online,
+        } => check::run(&config, format, online),
         Command::Demo {
             listen,
             admin_listen,

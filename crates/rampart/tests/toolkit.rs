@@ -329,3 +329,41 @@ fn sbom_is_valid_cyclonedx_1_5() {
     let derive = comps.iter().find(|c| c["name"] == "serde_derive").unwrap();
     assert_eq!(derive["scope"], "excluded");
 }
+
+/// The configurations shipped in `deploy/` use only keys rampart knows: checked on this
+/// machine, the only findings are about files that exist only where they are deployed
+/// (TLS material, the data root).
+#[test]
+fn deploy_configurations_use_known_keys() {
+    let compose = repo().join("deploy/compose/rampart.toml");
+    let cm = std::fs::read_to_string(repo().join("deploy/k8s/configmap.yaml")).unwrap();
+    let docs = rampart_lint::yaml::parse_stream(&cm).unwrap();
+    let toml = docs[0]
+        .root
+        .path(&["data", "rampart.toml"])
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let k8s = dir.path().join("k8s.toml");
+    std::fs::write(&k8s, toml).unwrap();
+    for cfg in [compose, k8s] {
+        let out = rampart(&["check", "--format", "json", "--config", &path_str(&cfg)]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for f in v["findings"].as_array().unwrap() {
+            let code = f["code"].as_str().unwrap();
+            assert!(
+                matches!(
+                    code,
+                    "file-missing" | "secret-file-missing" | "tls-material"
+                ) || code.starts_with("data-root-")
+                    || code.starts_with("secret-file-")
+                    || code.starts_with("tls-cert-")
+                    || code == "crypto-disabled",
+                "{}: {f}",
+                cfg.display()
+            );
+        }
+    }
+}

@@ -266,3 +266,20 @@ fn fail_on_thresholds() {
     assert_eq!(r.exit_code(Severity::Warning), 1);
     assert_eq!(r.exit_code(Severity::Note), 1);
 }
+
+proptest::proptest! {
+    /// What the fuzz targets assert, on generated text shaped like the inputs: no panic,
+    /// every finding inside the input.
+    #[test]
+    fn findings_point_inside_the_input(
+        s in "((FROM|USER|ADD|ENV|RUN|apiVersion: v1|kind: Pod|services:|  image: |  - |: |\\{|\\}|\\[|\\]|&a|\\*a|<<|# rampart-lint: ignore RP001|[a-z0-9:/@. ]{0,12})[\n ]?){0,40}",
+        name in "(Dockerfile|x\\.yaml|Containerfile|y\\.txt)",
+    ) {
+        let report = lint_source(&name, &s);
+        let lines = u32::try_from(s.lines().count()).unwrap().saturating_add(1);
+        for f in &report.findings {
+            proptest::prop_assert!(f.line >= 1 && f.line <= lines, "{f:?}");
+            proptest::prop_assert!(f.column >= 1);
+        }
+    }
+}

@@ -367,3 +367,12 @@ fn deploy_configurations_use_known_keys() {
         }
     }
 }
+
+/// The linter finds rampart API keys by the prefix the configuration's prod rule uses.
+#[test]
+fn api_key_prefix_is_shared() {
+    assert_eq!(
+        rampart_lint::RAMPART_API_KEY_PREFIX,
+        rampart_config::API_KEY_PREFIX
+    );
+}

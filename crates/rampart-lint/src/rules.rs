@@ -63,7 +63,7 @@ rules! {
         "Container may run as root",
         "A process running as UID 0 inside a container is root on the host's kernel: one escape, one writable host mount or one kernel bug away from owning the node. Kubernetes needs `runAsNonRoot: true` or a non-zero `runAsUser` (container or pod level); Compose needs a non-root `user:`; a Dockerfile needs a `USER` other than root in its final stage.",
         "Set `securityContext.runAsNonRoot: true` and `runAsUser: 10001` (Kubernetes), `user: \"10001:10001\"` (Compose), or `USER 10001:10001` at the end of the final stage (Dockerfile).";
-    LOW_UID = "RP002", "uid-above-10000", Warning,
+    LOW_UID = "RP002", "high-uid", Warning,
         "UID below 10000",
         "UIDs below 10000 collide with system and host users (e.g. 999 is often `docker` or `systemd-coredump` on the host); a container escape then lands as a user that owns host files.",
         "Run as a dedicated UID of 10000 or above, e.g. 10001 or 65532.";

@@ -23,36 +23,21 @@ use rampart_http::problem::push_json_str;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Severity of a health reason: `warn` makes `/healthz` answer 503.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Info,
-    Warn,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warn => "warn",
-        }
-    }
-}
-
-/// One reason in `/healthz`. `code` is a fixed identifier (also the metric label).
-#[derive(Debug, Clone)]
-pub struct Reason {
-    pub code: String,
-    pub severity: Severity,
-    pub message: String,
-}
+pub use rampart_http::health::{HealthProbe, MetricsSource, Reason, Severity};
 
 /// What `/healthz` reports: reasons derived from the configuration (replaced on every
 /// reload) plus the draining flag.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Health {
     draining: AtomicBool,
     reasons: RwLock<Vec<Reason>>,
+    probes: RwLock<Vec<Arc<dyn HealthProbe>>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
 }
 
 impl Health {
@@ -81,7 +66,18 @@ impl Health {
         if let Ok(r) = self.reasons.read() {
             out.extend(r.iter().cloned());
         }
+        if let Ok(p) = self.probes.read() {
+            for probe in p.iter() {
+                probe.reasons(&mut out);
+            }
+        }
         out
+    }
+    /// Adds a run-time source of reasons (kept across reloads).
+    pub fn add_probe(&self, probe: Arc<dyn HealthProbe>) {
+        if let Ok(mut p) = self.probes.write() {
+            p.push(probe);
+        }
     }
 }
 
@@ -95,11 +91,18 @@ pub struct BuildInfo {
 }
 
 /// Everything the admin endpoints read.
-#[derive(Debug)]
 pub struct AdminState {
     pub metrics: Arc<GatewayMetrics>,
     pub health: Arc<Health>,
     pub build: BuildInfo,
+    /// Metric families of later stages (authentication, audit, …).
+    pub sources: Vec<Arc<dyn MetricsSource>>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState").finish_non_exhaustive()
+    }
 }
 
 type AdminResp = Response<Full<Bytes>>;
@@ -211,6 +214,9 @@ fn healthz(state: &AdminState) -> AdminResp {
 pub fn metrics_text(state: &AdminState) -> String {
     let mut out = String::with_capacity(8192);
     state.metrics.encode(&mut out);
+    for s in &state.sources {
+        s.encode(&mut out);
+    }
     let reasons = state.health.reasons();
     let healthy = !reasons.iter().any(|r| r.severity == Severity::Warn);
     gauge(
@@ -301,6 +307,7 @@ mod tests {
                 branch: "main",
                 build_time: "2026-01-01T00:00:00Z",
             },
+            sources: Vec::new(),
         }
     }
 

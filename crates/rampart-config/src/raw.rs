@@ -97,6 +97,20 @@ pub struct MtlsSection {
     pub identity_header: Option<String>,
     pub scopes_header: Option<String>,
     pub roles_header: Option<String>,
+    /// `auth.mtls.map`: certificate identities (subject DN, CN, DNS/URI/email SANs) to
+    /// tenant, roles and scopes; the first entry whose `id` equals one of the
+    /// certificate's identities applies.
+    pub map: Vec<CertMapping>,
+}
+
+/// One `auth.mtls.map` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertMapping {
+    /// A subject DN (`CN=billing,O=Acme`), a CN, or a DNS, URI (SPIFFE ID) or email SAN.
+    pub id: String,
+    pub tenant: Option<String>,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -282,13 +296,14 @@ fn auth(cx: &mut Cx<'_>, item: &Item) -> Option<AuthSection> {
         && let Some(s) = cx.table(
             i,
             "auth.mtls",
-            &["identity_header", "scopes_header", "roles_header"],
+            &["identity_header", "scopes_header", "roles_header", "map"],
         )
     {
         a.mtls = Some(MtlsSection {
             identity_header: header_name(cx, &s, "identity_header"),
             scopes_header: header_name(cx, &s, "scopes_header"),
             roles_header: header_name(cx, &s, "roles_header"),
+            map: s.get("map").map(|m| cert_map(cx, m)).unwrap_or_default(),
         });
     }
     if let Some(i) = t.get("signature")
@@ -299,6 +314,42 @@ fn auth(cx: &mut Cx<'_>, item: &Item) -> Option<AuthSection> {
         });
     }
     Some(a)
+}
+
+fn cert_map(cx: &mut Cx<'_>, item: &Item) -> Vec<CertMapping> {
+    let Node::Array(entries) = &item.node else {
+        cx.error(item, "auth.mtls.map", "expected an array of tables");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (idx, e) in entries.iter().enumerate() {
+        let path = format!("auth.mtls.map[{idx}]");
+        let Some(t) = cx.table(e, &path, &["id", "tenant", "roles", "scopes"]) else {
+            continue;
+        };
+        let Some(id) = cx.opt_nonempty(&t, "id") else {
+            cx.missing(
+                &t,
+                "id",
+                "the certificate identity to match, e.g. a SPIFFE ID",
+            );
+            continue;
+        };
+        let list = |cx: &mut Cx<'_>, k: &str| -> Vec<String> {
+            cx.opt_str_list(&t, k)
+                .map(|l| l.into_iter().map(|(s, _)| s).collect())
+                .unwrap_or_default()
+        };
+        let roles = list(cx, "roles");
+        let scopes = list(cx, "scopes");
+        out.push(CertMapping {
+            id,
+            tenant: cx.opt_nonempty(&t, "tenant"),
+            roles,
+            scopes,
+        });
+    }
+    out
 }
 
 fn jwt(cx: &mut Cx<'_>, item: &Item) -> Option<JwtSection> {

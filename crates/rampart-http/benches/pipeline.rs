@@ -16,9 +16,9 @@ use http::{Method, Request, Response};
 use http_body_util::Empty;
 use rampart_config::RouteConfig;
 use rampart_http::{
-    Authorized, BodyLimitLayer, ClientAddrLayer, ConnInfo, GateLayer, GatewayMetrics, HostLayer,
-    LimitedBody, RequestIdLayer, Resp, RouteLayer, Router, SanitizeLayer, SecurityHeadersLayer,
-    TimeoutLayer, empty, path,
+    AuthorizeLayer, Authorized, BodyLimitLayer, ClientAddrLayer, ConnInfo, GatewayMetrics,
+    HostLayer, LimitedBody, RequestIdLayer, Resp, RouteLayer, Router, SanitizeLayer,
+    SecurityHeadersLayer, TimeoutLayer, empty, path,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let svc = BodyLimitLayer::new(1 << 20).layer(Answer);
-    let svc = GateLayer::new(false).layer(svc);
+    let svc = AuthorizeLayer::new().layer(svc);
     let svc = ClientAddrLayer::new(vec![]).layer(svc);
     let svc = RouteLayer::new(Arc::clone(&router)).layer(svc);
     let svc = HostLayer::new(vec!["api.example.com".into()]).layer(svc);

@@ -4,7 +4,7 @@
 //! the response head: they implement [`Stage`] and become a layer through [`StageLayer`],
 //! whose future is a two-state enum (answered now / waiting for the inner service), so
 //! stacking them costs no allocation. Stages that need time ([`AccessLog`], [`Timeout`])
-//! or change the request type ([`Gate`], [`BodyLimit`]) are written out in full.
+//! or change the request type ([`crate::Authorize`], [`BodyLimit`]) are written out in full.
 //!
 //! Services are cheap to clone (settings live behind an `Arc`) and never fail: every
 //! error is already a response, so the error type is [`Infallible`].
@@ -28,8 +28,8 @@ use crate::metrics::GatewayMetrics;
 use crate::problem::{Reject, push_json_str};
 use crate::router::{RouteOutcome, Router};
 use crate::{
-    Authorized, ClientAddr, ConnInfo, Decision, Identity, Outcome, Permit, RawTarget, RequestId,
-    RouteMatch, X_REQUEST_ID, is_trusted,
+    Authorized, ClientAddr, ConnInfo, Decision, Outcome, RawTarget, RequestId, RouteMatch,
+    X_REQUEST_ID, is_trusted,
 };
 
 /// Response of every stage.
@@ -133,13 +133,15 @@ pin_project_lite::pin_project! {
 }
 
 impl<T: Stage, F> StageFuture<T, F> {
-    fn reject(r: Reject, id: Option<&RequestId>) -> Self {
+    /// Answers now with the problem response of `r`.
+    pub fn reject(r: Reject, id: Option<&RequestId>) -> Self {
         Self::Now {
             resp: Some(r.into_response(id)),
         }
     }
 
-    fn pass(fut: F) -> Self {
+    /// Waits for the inner future and passes its response through untouched.
+    pub fn pass(fut: F) -> Self {
         Self::Inner { fut, after: None }
     }
 }
@@ -908,77 +910,6 @@ where
             }
             Poll::Pending => Poll::Pending,
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Gate (interim authentication: public routes or `auth.modes` containing "none")
-// ---------------------------------------------------------------------------------------
-
-/// The authentication stage of this build: a request passes when its route is `public`
-/// or anonymous access is configured, and becomes an [`Authorized`] request. Anything
-/// else is refused with 401. The authentication issues replace this layer; the
-/// forwarding stage accepts nothing but [`Authorized`] requests.
-#[derive(Debug, Clone)]
-pub struct GateLayer {
-    allow_anonymous: bool,
-}
-
-impl GateLayer {
-    pub fn new(allow_anonymous: bool) -> Self {
-        Self { allow_anonymous }
-    }
-}
-
-impl<S> Layer<S> for GateLayer {
-    type Service = Gate<S>;
-    fn layer(&self, inner: S) -> Gate<S> {
-        Gate {
-            inner,
-            allow_anonymous: self.allow_anonymous,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Gate<S> {
-    inner: S,
-    allow_anonymous: bool,
-}
-
-impl<S, B> Service<Request<B>> for Gate<S>
-where
-    S: Service<Authorized<B>, Response = Resp, Error = Infallible>,
-{
-    type Response = Resp;
-    type Error = Infallible;
-    type Future = StageFuture<NoStage, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let id = req.extensions().get::<RequestId>();
-        let Some(m) = req.extensions().get::<RouteMatch>() else {
-            return StageFuture::reject(Reject::Internal, id);
-        };
-        if !(m.route.config.public || self.allow_anonymous) {
-            return StageFuture::reject(Reject::Unauthenticated, id);
-        }
-        let permit = Permit {
-            identity: Identity {
-                method: "none",
-                subject: None,
-                tenant: None,
-                scopes: Vec::new(),
-            },
-            route: Arc::clone(&m.route),
-        };
-        StageFuture::pass(self.inner.call(Authorized {
-            permit,
-            request: req,
-        }))
     }
 }
 

@@ -19,8 +19,10 @@
 //! # svc }
 //! ```
 
+mod authorize;
 pub mod body;
 pub mod forwarded;
+pub mod health;
 mod layers;
 pub mod metrics;
 pub mod path;
@@ -34,10 +36,11 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http::header::HeaderName;
 
+pub use authorize::{Authorize, AuthorizeLayer};
 pub use body::{BodyLimitTripped, BoxError, LimitedBody, RespBody, empty, full};
 pub use layers::*;
 pub use metrics::GatewayMetrics;
-pub use problem::Reject;
+pub use problem::{AuthFailure, Challenge, Reject};
 pub use router::{Params, Route, RouteOutcome, Router};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -129,14 +132,43 @@ pub struct Outcome {
     pub reason: &'static str,
 }
 
-/// The authenticated caller. Anonymous on public routes.
-#[derive(Debug, Clone)]
+/// The authenticated caller. Anonymous on public routes (and where `auth.modes` holds
+/// `none`). Inserted into the request's extensions as `Arc<Identity>` by the
+/// authentication stage, carried by the [`Permit`], and copied onto the response so the
+/// access log and the audit trail can say who the caller was.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// `none` for anonymous access, otherwise the mode that authenticated the caller.
+    /// `none` for anonymous access, otherwise the mode that authenticated the caller
+    /// (`jwt`, `api_key`, `mtls`, `signature`, `proxy`).
     pub method: &'static str,
     pub subject: Option<String>,
     pub tenant: Option<String>,
+    /// Scopes granted directly (token claim, key record, certificate mapping).
     pub scopes: Vec<String>,
+    /// Roles, mapped to scopes by the authorization stage through `[rbac.roles]`.
+    pub roles: Vec<String>,
+    /// Which credential authenticated the caller, for revocation and the audit trail:
+    /// a token's `jti`, an API key id, a certificate fingerprint, a device name. Never a
+    /// secret.
+    pub credential_id: Option<String>,
+}
+
+impl Identity {
+    /// The anonymous caller.
+    pub fn anonymous() -> Self {
+        Self {
+            method: "none",
+            subject: None,
+            tenant: None,
+            scopes: Vec::new(),
+            roles: Vec::new(),
+            credential_id: None,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.method == "none"
+    }
 }
 
 /// Proof that the authorization stage let this request through. Only this crate can
@@ -144,12 +176,15 @@ pub struct Identity {
 /// skips authorization does not compile.
 #[derive(Debug, Clone)]
 pub struct Permit {
-    identity: Identity,
+    identity: Arc<Identity>,
     route: Arc<Route>,
 }
 
 impl Permit {
     pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+    pub fn identity_arc(&self) -> &Arc<Identity> {
         &self.identity
     }
     pub fn route(&self) -> &Arc<Route> {

@@ -36,8 +36,12 @@ pub enum Reject {
     HeadersTooLarge,
     /// Body larger than the route's limit.
     PayloadTooLarge,
-    /// No authentication mode accepted the request.
-    Unauthenticated,
+    /// No authentication mode accepted the request. The client sees one generic detail;
+    /// the precise reason goes to logs, metrics and the audit record only.
+    Unauthenticated(AuthFailure),
+    /// Authentication cannot decide right now (no JWKS loaded yet, the credential store
+    /// is unreachable): 503 with `Retry-After`, never a 401 that would blame the caller.
+    AuthUnavailable(&'static str),
     /// Upstream could not be reached (connect error, reset before a response).
     BadGateway,
     /// The request did not complete within `server.request_timeout_ms`.
@@ -46,6 +50,37 @@ pub enum Reject {
     Unavailable,
     /// A bug: logged with the request id, answered with a bare 500.
     Internal,
+}
+
+/// What the 401's `WWW-Authenticate` says (RFC 6750 §3, RFC 9421 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// No credential was presented: `Bearer realm="rampart"`.
+    Bearer,
+    /// A bearer token was presented and refused: `Bearer error="invalid_token"`.
+    InvalidToken,
+    /// An API key was presented and refused.
+    ApiKey,
+}
+
+impl Challenge {
+    pub fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Bearer => "Bearer realm=\"rampart\"",
+            Self::InvalidToken => "Bearer error=\"invalid_token\"",
+            Self::ApiKey => "ApiKey realm=\"rampart\"",
+        })
+    }
+}
+
+/// Why authentication refused a request (for operators; the client sees one generic
+/// detail whatever the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// Fixed code (`expired`, `bad_signature`, `revoked`, …): a metric label, never
+    /// client input.
+    pub reason: &'static str,
+    pub challenge: Challenge,
 }
 
 impl Reject {
@@ -62,7 +97,8 @@ impl Reject {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -84,11 +120,22 @@ impl Reject {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::HeadersTooLarge => "headers_too_large",
             Self::PayloadTooLarge => "payload_too_large",
-            Self::Unauthenticated => "unauthenticated",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::AuthUnavailable(_) => "auth_unavailable",
             Self::BadGateway => "upstream_unavailable",
             Self::GatewayTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal_error",
+        }
+    }
+
+    /// The reason metrics, the access log and the audit record carry: the code, except
+    /// for authentication failures, whose precise reason only operators see.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(f) => f.reason,
+            Self::AuthUnavailable(r) => r,
+            _ => self.code(),
         }
     }
 
@@ -103,7 +150,8 @@ impl Reject {
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::HeadersTooLarge => "Request headers too large",
             Self::PayloadTooLarge => "Payload too large",
-            Self::Unauthenticated => "Authentication required",
+            Self::Unauthenticated(_) => "Authentication required",
+            Self::AuthUnavailable(_) => "Authentication unavailable",
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
             Self::Unavailable => "Service unavailable",
@@ -124,7 +172,12 @@ impl Reject {
             Self::MethodNotAllowed(_) => "This route does not accept this method.".into(),
             Self::HeadersTooLarge => "The request header section exceeds the limit.".into(),
             Self::PayloadTooLarge => "The request body exceeds this route's limit.".into(),
-            Self::Unauthenticated => "This route requires authentication.".into(),
+            Self::Unauthenticated(_) => {
+                "Valid credentials are required to access this route.".into()
+            }
+            Self::AuthUnavailable(_) => {
+                "Credentials cannot be checked right now; retry later.".into()
+            }
             Self::BadGateway => "The upstream service could not be reached.".into(),
             Self::GatewayTimeout => "The request did not complete in time.".into(),
             Self::Unavailable => "The gateway is not accepting requests right now.".into(),
@@ -176,11 +229,11 @@ impl Reject {
                     h.insert(header::ALLOW, v);
                 }
             }
-            Self::Unauthenticated => {
-                h.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"rampart\""),
-                );
+            Self::Unauthenticated(f) => {
+                h.insert(header::WWW_AUTHENTICATE, f.challenge.header_value());
+            }
+            Self::AuthUnavailable(_) => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::BadHost
             | Self::HostMismatch
@@ -198,7 +251,7 @@ impl Reject {
         }
         resp.extensions_mut().insert(Outcome {
             decision: Decision::Deny,
-            reason: self.code(),
+            reason: self.reason(),
         });
         resp
     }

@@ -19,10 +19,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rampart_authn::{Authn, AuthnLayer, Verifiers};
 use rampart_config::Config;
 use rampart_http::{
-    AccessLog, AccessLogLayer, AccessSink, BodyLimit, BodyLimitLayer, ClientAddrLayer,
-    ClientAddrStage, Gate, GateLayer, GatewayMetrics, HostCheck, HostLayer, RequestIdLayer,
+    AccessLog, AccessLogLayer, AccessSink, Authorize, AuthorizeLayer, BodyLimit, BodyLimitLayer,
+    ClientAddrLayer, ClientAddrStage, GatewayMetrics, HostCheck, HostLayer, RequestIdLayer,
     RequestIdStage, RouteLayer, RouteStage, Router, Sanitize, SanitizeLayer, SecurityHeaders,
     SecurityHeadersLayer, StageService, Timeout, TimeoutLayer,
 };
@@ -44,7 +45,10 @@ pub type Pipeline = AccessLog<
                         HostCheck,
                         StageService<
                             RouteStage,
-                            StageService<ClientAddrStage, Gate<BodyLimit<Forward>>>,
+                            StageService<
+                                ClientAddrStage,
+                                StageService<Authn, Authorize<BodyLimit<Forward>>>,
+                            >,
                         >,
                     >,
                 >,
@@ -60,13 +64,15 @@ fn identity_headers(cfg: &Config) -> Vec<String> {
 }
 
 /// Builds the pipeline for `cfg`. Pure apart from allocating: safe to call for a reload
-/// candidate while the old pipeline keeps serving.
+/// candidate while the old pipeline keeps serving. Innermost first; each line says why
+/// the layer sits where it does.
 pub fn build_pipeline(
     cfg: &Config,
     metrics: &Arc<GatewayMetrics>,
     sink: Option<Arc<dyn AccessSink>>,
     client: &UpstreamClient,
-) -> Pipeline {
+    verifiers: &Verifiers,
+) -> Result<Pipeline, ApplyError> {
     let s = &cfg.server;
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
         .upstreams
@@ -77,8 +83,14 @@ pub fn build_pipeline(
         .collect();
     let router = Arc::new(Router::new(&cfg.routes, metrics));
     let forward = Forward::new(client.clone(), Arc::new(upstreams), Arc::clone(metrics));
+    // Body limit last before forwarding: it needs the permit's route, and a refused
+    // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
-    let svc = GateLayer::new(cfg.later.anonymous_allowed()).layer(svc);
+    // The permit the forwarding stage demands is made here and nowhere else.
+    let svc = AuthorizeLayer::new().layer(svc);
+    // Authentication after the route match (public routes skip it) and the client
+    // address (identity headers count only from trusted proxies).
+    let svc = AuthnLayer::from_stage(Authn::new(cfg, verifiers.clone())?).layer(svc);
     let svc = ClientAddrLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = RouteLayer::new(router).layer(svc);
     let svc = HostLayer::new(s.trusted_hosts.clone()).layer(svc);
@@ -92,7 +104,7 @@ pub fn build_pipeline(
     let svc = RequestIdLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = SecurityHeadersLayer::new(&cfg.headers, s.trusted_proxies.clone()).layer(svc);
     let sink = if s.access_log { sink } else { None };
-    AccessLogLayer::new(Arc::clone(metrics), sink).layer(svc)
+    Ok(AccessLogLayer::new(Arc::clone(metrics), sink).layer(svc))
 }
 
 /// What a running gateway swaps on reload.
@@ -103,6 +115,7 @@ pub struct Gateway {
     metrics: Arc<GatewayMetrics>,
     sink: Option<Arc<dyn AccessSink>>,
     client: UpstreamClient,
+    verifiers: ArcSwap<Verifiers>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -118,6 +131,8 @@ pub enum ApplyError {
     Tls(#[from] tls::TlsError),
     #[error("upstream TLS client: {0}")]
     UpstreamTls(#[from] rustls::Error),
+    #[error(transparent)]
+    Authn(#[from] rampart_authn::AuthnError),
 }
 
 impl Gateway {
@@ -125,6 +140,7 @@ impl Gateway {
         cfg: Config,
         metrics: Arc<GatewayMetrics>,
         sink: Option<Arc<dyn AccessSink>>,
+        verifiers: Verifiers,
     ) -> Result<Arc<Self>, ApplyError> {
         let client =
             UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout)?;
@@ -132,7 +148,7 @@ impl Gateway {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
-        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client);
+        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client, &verifiers)?;
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
             tls: ArcSwap::from_pointee(tls),
@@ -140,6 +156,7 @@ impl Gateway {
             metrics,
             sink,
             client,
+            verifiers: ArcSwap::from_pointee(verifiers),
         }))
     }
 
@@ -154,7 +171,13 @@ impl Gateway {
     /// Applies a validated configuration: builds everything first, then swaps. Settings
     /// bound to the listening socket (addresses, TLS on/off, connection cap, header
     /// limits) need a restart; they are reported, not applied.
-    pub fn apply(&self, cfg: Config) -> Result<Vec<String>, ApplyError> {
+    /// `verifiers`: `None` keeps the running ones (key sets, caches and revocation
+    /// snapshots survive a reload).
+    pub fn apply(
+        &self,
+        cfg: Config,
+        verifiers: Option<Verifiers>,
+    ) -> Result<Vec<String>, ApplyError> {
         let old = self.config.load();
         let mut restart_needed = Vec::new();
         let (o, n) = (&old.server, &cfg.server);
@@ -179,8 +202,16 @@ impl Gateway {
             ))),
             _ => None,
         };
-        let pipeline = build_pipeline(&cfg, &self.metrics, self.sink.clone(), &self.client);
+        let verifiers = verifiers.unwrap_or_else(|| Verifiers::clone(&self.verifiers.load()));
+        let pipeline = build_pipeline(
+            &cfg,
+            &self.metrics,
+            self.sink.clone(),
+            &self.client,
+            &verifiers,
+        )?;
         self.pipeline.store(Arc::new(pipeline));
+        self.verifiers.store(Arc::new(verifiers));
         if let Some(t) = tls {
             self.tls.store(Arc::new(t));
         }

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::logging;
+use crate::{auth, logging};
 
 pub const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
@@ -166,7 +166,20 @@ pub async fn serve(
     let settings = ListenerSettings::from(&cfg.server);
     let listen = cfg.server.listen;
     let admin_listen = cfg.server.admin_listen;
-    let gw = match Gateway::new(cfg, Arc::clone(&metrics), Some(sink)) {
+    let auth = match auth::build(&cfg, &health) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "authentication cannot start; not starting");
+            return 2;
+        }
+    };
+    let auth_metrics = Arc::clone(&auth.verifiers.metrics);
+    let gw = match Gateway::new(
+        cfg,
+        Arc::clone(&metrics),
+        Some(sink),
+        auth.verifiers.clone(),
+    ) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "configuration refused; not starting");
@@ -208,6 +221,7 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             health: Arc::clone(&health),
             build: BUILD,
+            sources: vec![auth_metrics],
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));
     }
@@ -263,7 +277,7 @@ fn reload(paths: &[PathBuf], gw: &Gateway, metrics: &GatewayMetrics, health: &He
     };
     log_warnings(&cfg);
     let reasons = config_reasons(&cfg);
-    match gw.apply(cfg) {
+    match gw.apply(cfg, None) {
         Ok(restart) => {
             metrics.config_reloads_ok.fetch_add(1, Ordering::Relaxed);
             health.set_reasons(reasons);

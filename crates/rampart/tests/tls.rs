@@ -27,28 +27,51 @@ struct Pki {
     ca_pem: String,
     server: (String, String),
     client: (String, String),
+    /// Signed by the same CA, but expired.
+    expired: (String, String),
+    /// Signed by another CA.
+    stranger: (String, String),
+}
+
+fn client_cert(
+    name: &str,
+    ca: &CertifiedIssuer<'_, KeyPair>,
+) -> (String, String, CertificateParams) {
+    let mut cp = CertificateParams::new(vec![name.into()]).unwrap();
+    cp.distinguished_name.push(rcgen::DnType::CommonName, name);
+    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let ck = KeyPair::generate().unwrap();
+    let cc = cp.clone().signed_by(&ck, ca).unwrap();
+    (cc.pem(), ck.serialize_pem(), cp)
+}
+
+fn test_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, name);
+    CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap()
 }
 
 fn pki() -> Pki {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "rampart test CA");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let ca = test_ca("rampart test CA");
     let mut sp = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let sk = KeyPair::generate().unwrap();
     let sc = sp.signed_by(&sk, &ca).unwrap();
-    let mut cp = CertificateParams::new(vec!["device-1".into()]).unwrap();
-    cp.distinguished_name
-        .push(rcgen::DnType::CommonName, "device-1");
-    cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let ck = KeyPair::generate().unwrap();
-    let cc = cp.signed_by(&ck, &ca).unwrap();
+    let (cc, ck, _) = client_cert("device-1", &ca);
+    let (_, _, mut ep) = client_cert("device-old", &ca);
+    ep.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    ep.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let ek = KeyPair::generate().unwrap();
+    let ec = ep.signed_by(&ek, &ca).unwrap();
+    let other = test_ca("some other CA");
+    let (oc, ok, _) = client_cert("device-1", &other);
     Pki {
         ca_pem: ca.pem(),
         server: (sc.pem(), sk.serialize_pem()),
-        client: (cc.pem(), ck.serialize_pem()),
+        client: (cc, ck),
+        expired: (ec.pem(), ek.serialize_pem()),
+        stranger: (oc, ok),
     }
 }
 
@@ -67,6 +90,14 @@ fn tls_config(up: &Upstream, dir: &Path, p: &Pki, client_auth: &str) -> String {
 }
 
 fn connector(p: &Pki, with_client_cert: bool, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    connector_with(p, with_client_cert.then_some(&p.client), alpn)
+}
+
+fn connector_with(
+    p: &Pki,
+    client: Option<&(String, String)>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsConnector {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -76,9 +107,9 @@ fn connector(p: &Pki, with_client_cert: bool, alpn: &[&[u8]]) -> tokio_rustls::T
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-    let mut cfg = if with_client_cert {
-        let certs = vec![CertificateDer::from_pem_slice(p.client.0.as_bytes()).unwrap()];
-        let key = PrivateKeyDer::from_pem_slice(p.client.1.as_bytes()).unwrap();
+    let mut cfg = if let Some((cert, key)) = client {
+        let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
         b.with_client_auth_cert(certs, key).unwrap()
     } else {
         b.with_no_client_auth()
@@ -96,6 +127,14 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// One HTTP/1.1 request over TLS; `Err` when the handshake or the exchange fails.
 async fn h1_over_tls(gw: &Gateway, c: &tokio_rustls::TlsConnector) -> Result<String, String> {
+    h1_path_over_tls(gw, c, "/status").await
+}
+
+async fn h1_path_over_tls(
+    gw: &Gateway,
+    c: &tokio_rustls::TlsConnector,
+    path: &str,
+) -> Result<String, String> {
     let tcp = tokio::net::TcpStream::connect(gw.addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -103,9 +142,11 @@ async fn h1_over_tls(gw: &Gateway, c: &tokio_rustls::TlsConnector) -> Result<Str
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .map_err(|e| e.to_string())?;
-    s.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.map_err(|e| e.to_string())?;
     if out.is_empty() {
@@ -221,4 +262,66 @@ fn h2c_prior_knowledge() {
     });
     assert_eq!(status, 200);
     assert_eq!(up.last().header("x-forwarded-host"), Some("127.0.0.1"));
+}
+
+/// `auth.modes = ["mtls"]`: the verified client certificate is the identity (mapped to a
+/// tenant and roles), forwarded to the upstream; no certificate is a 401; a certificate
+/// from another CA or an expired one never completes the handshake.
+#[test]
+fn mtls_certificate_is_the_identity() {
+    let p = pki();
+    let up = Upstream::start();
+    let dir = private_dir("mtlsid");
+    let cfg = tls_config(&up, &dir, &p, "optional")
+        + "\n[auth]\nmodes = [\"mtls\"]\n[auth.mtls]\nmap = [{ id = \"device-1\", tenant = \"acme\", scopes = [\"jobs\"] }]\n";
+    let gw = Gateway::start(&cfg);
+    let rt = rt();
+    let ok = rt
+        .block_on(h1_path_over_tls(
+            &gw,
+            &connector(&p, true, &[b"http/1.1"]),
+            "/private",
+        ))
+        .unwrap();
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let seen = up.last();
+    assert_eq!(seen.header("x-rampart-auth"), Some("mtls"));
+    assert_eq!(seen.header("x-rampart-subject"), Some("device-1"));
+    assert_eq!(seen.header("x-rampart-tenant"), Some("acme"));
+    assert_eq!(seen.header("x-rampart-scopes"), Some("jobs"));
+    up.clear();
+    let anon = rt
+        .block_on(h1_path_over_tls(
+            &gw,
+            &connector(&p, false, &[b"http/1.1"]),
+            "/private",
+        ))
+        .unwrap();
+    assert!(anon.starts_with("HTTP/1.1 401"), "{anon}");
+    assert!(anon.contains("application/problem+json"), "{anon}");
+    for bad in [&p.expired, &p.stranger] {
+        let r = rt.block_on(h1_path_over_tls(
+            &gw,
+            &connector_with(&p, Some(bad), &[b"http/1.1"]),
+            "/private",
+        ));
+        assert!(
+            r.as_ref().map_or(true, |s| !s.starts_with("HTTP/1.1 200")),
+            "{r:?}"
+        );
+    }
+    assert!(
+        up.seen().is_empty(),
+        "nothing but the valid certificate reached the upstream"
+    );
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("rampart_auth_successes_total{method=\"mtls\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rampart_auth_failures_total{method=\"none\",reason=\"missing_credentials\"} 1"),
+        "{m}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

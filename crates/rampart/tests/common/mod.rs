@@ -167,11 +167,46 @@ async fn handle(
     Ok(r)
 }
 
-/// A directory for test files whose ancestors are not group/world-writable (not /tmp).
+/// True when no ancestor of `p` is group- or world-writable (sticky `/tmp` included):
+/// what the data-root rules of DESIGN.md §6 ask of a data root.
+fn ancestors_clean(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.ancestors().all(|a| {
+        std::fs::symlink_metadata(a)
+            .map(|m| m.permissions().mode() & 0o022 == 0)
+            .unwrap_or(false)
+    })
+}
+
+/// The base for private test directories: the first of the cargo target dir, `$HOME/.cache`
+/// and `/var/lib` whose ancestors pass the data-root rules, so the suite passes from a
+/// clone anywhere (a clone under `/tmp` included: its target dir then fails the rules).
+fn private_base() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let mut bases = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-it")];
+        if let Some(home) = std::env::var_os("HOME") {
+            bases.push(PathBuf::from(home).join(".cache").join("rampart-it"));
+        }
+        bases.push(PathBuf::from("/var/lib/rampart-it"));
+        for b in &bases {
+            if std::fs::create_dir_all(b).is_ok()
+                && std::fs::set_permissions(b, std::fs::Permissions::from_mode(0o700)).is_ok()
+                && ancestors_clean(b)
+            {
+                return b.clone();
+            }
+        }
+        panic!("no directory passes the data-root rules among {bases:?}");
+    })
+    .clone()
+}
+
+/// A private directory for test files (mode 0700) that itself passes the data-root
+/// rules wherever the repository was cloned.
 pub fn private_dir(name: &str) -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-it");
-    std::fs::create_dir_all(&base).unwrap();
-    let d = base.join(format!("{name}-{}-{}", std::process::id(), rand_suffix()));
+    let d = private_base().join(format!("{name}-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&d).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -344,15 +379,18 @@ impl Gateway {
 
     /// Waits until a stderr line contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        Self::wait_in(&self.stderr, needle, timeout)
+    }
+
+    /// Waits for an access-log line (stdout) containing `needle`.
+    pub fn wait_access(&self, needle: &str, timeout: Duration) -> bool {
+        Self::wait_in(&self.stdout, needle, timeout)
+    }
+
+    fn wait_in(lines: &Mutex<Vec<String>>, needle: &str, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
-            if self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-            {
+            if lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -5,6 +5,8 @@
 //! (`/version`, `rampart_build_info`). Trusts: the admin address is reachable only by
 //! operators (it defaults to loopback; the `/admin/*` API of later issues adds auth).
 
+mod process;
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,6 +219,7 @@ pub fn metrics_text(state: &AdminState) -> String {
     for s in &state.sources {
         s.encode(&mut out);
     }
+    process::encode(&mut out);
     let reasons = state.health.reasons();
     let healthy = !reasons.iter().any(|r| r.severity == Severity::Warn);
     gauge(

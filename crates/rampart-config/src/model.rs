@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// One JSON access-log line per request.
     pub access_log: bool,
+    /// Accept-queue length of both listeners (capped by the kernel's `somaxconn`).
+    pub listen_backlog: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -50,6 +50,7 @@ const SERVER_KEYS: &[&str] = &[
     "drain_timeout_ms",
     "idle_timeout_ms",
     "access_log",
+    "listen_backlog",
 ];
 
 const TLS_KEYS: &[&str] = &["cert", "key", "client_ca", "client_auth"];
@@ -110,6 +111,7 @@ pub(crate) fn default_server() -> ServerConfig {
         drain_timeout: Duration::from_millis(30_000),
         idle_timeout: Duration::from_millis(60_000),
         access_log: true,
+        listen_backlog: 4096,
     }
 }
 
@@ -292,6 +294,9 @@ fn server(cx: &mut Cx<'_>, item: Option<&Item>, hint: &mut Hint) -> ServerConfig
     s.idle_timeout = ms(cx, &t, "idle_timeout_ms", 1, s.idle_timeout);
     if let Some(b) = cx.opt_bool(&t, "access_log") {
         s.access_log = b;
+    }
+    if let Some(v) = cx.opt_u64(&t, "listen_backlog", 1, 65_535) {
+        s.listen_backlog = u32::try_from(v).unwrap_or(s.listen_backlog);
     }
     s
 }

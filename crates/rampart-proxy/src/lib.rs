@@ -30,7 +30,7 @@ use rampart_http::{
 use tower_layer::Layer;
 
 pub use forward::{Forward, Upstream, UpstreamClient};
-pub use listener::{ListenerSettings, serve};
+pub use listener::{ListenerSettings, bind, serve};
 
 /// The full pipeline, outermost stage first (DESIGN.md §1).
 pub type Pipeline = AccessLog<
@@ -192,6 +192,9 @@ impl Gateway {
         }
         if o.max_connections != n.max_connections {
             restart_needed.push("server.max_connections".to_owned());
+        }
+        if o.listen_backlog != n.listen_backlog {
+            restart_needed.push("server.listen_backlog".to_owned());
         }
         if o.header_read_timeout != n.header_read_timeout {
             restart_needed.push("server.header_read_timeout_ms".to_owned());

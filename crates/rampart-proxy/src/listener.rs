@@ -248,3 +248,26 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
         }
     }
 }
+
+/// The kernel's cap on accept-queue lengths (`net.core.somaxconn`), when readable.
+fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Binds `addr` with an accept queue of `backlog` (or the kernel's `somaxconn` if lower):
+/// a burst of connects waits in the kernel instead of being refused or retried.
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let backlog = somaxconn().map_or(backlog, |m| m.min(backlog)).max(1);
+    socket.listen(backlog)
+}

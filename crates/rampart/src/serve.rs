@@ -10,7 +10,6 @@ use rampart_admin::{AdminState, BuildInfo, Health, Reason, Severity};
 use rampart_config::Config;
 use rampart_http::GatewayMetrics;
 use rampart_proxy::{Gateway, ListenerSettings};
-use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -166,6 +165,7 @@ pub async fn serve(
     let settings = ListenerSettings::from(&cfg.server);
     let listen = cfg.server.listen;
     let admin_listen = cfg.server.admin_listen;
+    let backlog = cfg.server.listen_backlog;
     let auth = match auth::build(&cfg, &health) {
         Ok(a) => a,
         Err(e) => {
@@ -186,7 +186,7 @@ pub async fn serve(
             return 2;
         }
     };
-    let listener = match TcpListener::bind(listen).await {
+    let listener = match rampart_proxy::bind(listen, backlog) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(addr = %listen, error = %e, "cannot bind server.listen");
@@ -194,7 +194,7 @@ pub async fn serve(
         }
     };
     let admin = match admin_listen {
-        Some(a) => match TcpListener::bind(a).await {
+        Some(a) => match rampart_proxy::bind(a, backlog) {
             Ok(l) => Some(l),
             Err(e) => {
                 tracing::error!(addr = %a, error = %e, "cannot bind server.admin_listen");

@@ -347,3 +347,34 @@ fn fail_open_choices_are_visible_in_healthz_and_metrics() {
         "{m}"
     );
 }
+
+/// `server.listen_backlog` sets the accept queue of both listeners (`ss -ltn` shows it
+/// as Send-Q of a listening socket), capped by the kernel's `somaxconn`.
+#[test]
+fn listen_backlog_is_applied_to_both_listeners() {
+    let up = Upstream::start();
+    let cfg = base_config(up.addr, "").replace(
+        "drain_timeout_ms = 10000",
+        "drain_timeout_ms = 10000\nlisten_backlog = 3000",
+    );
+    let gw = Gateway::start(&cfg);
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let want = somaxconn.min(3000);
+    let out = std::process::Command::new("ss").args(["-ltnH"]).output();
+    let Ok(out) = out else {
+        panic!("`ss` (iproute2) is needed for this test");
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for addr in [gw.addr, gw.admin.unwrap()] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(&addr.to_string()))
+            .unwrap_or_else(|| panic!("{addr} not listed:\n{text}"));
+        let send_q: u32 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert_eq!(send_q, want, "{line}");
+    }
+}

@@ -310,8 +310,13 @@ pub(crate) fn network_policies(facts: &[NsFact], out: &mut Vec<Finding>) {
     for f in facts.iter().filter(|f| !f.is_policy) {
         first.entry(f.namespace.as_str()).or_insert(f);
     }
+    let with_policy: std::collections::BTreeSet<&str> = facts
+        .iter()
+        .filter(|f| f.is_policy)
+        .map(|f| f.namespace.as_str())
+        .collect();
     for (ns, f) in first {
-        if facts.iter().any(|p| p.is_policy && p.namespace == ns) {
+        if with_policy.contains(ns) {
             continue;
         }
         let mut sink = Sink::new(&f.file);

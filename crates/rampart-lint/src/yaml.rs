@@ -169,6 +169,8 @@ impl Node {
             .filter(|(k, _)| !is_merge(k))
             .map(|(k, v)| (k, v))
             .collect();
+        let mut seen: std::collections::BTreeSet<Option<&str>> =
+            out.iter().map(|(k, _)| k.as_str()).collect();
         for (k, v) in entries {
             if !is_merge(k) {
                 continue;
@@ -180,7 +182,7 @@ impl Node {
             };
             for m in merged {
                 for (mk, mv) in m.entries() {
-                    if !out.iter().any(|(ok, _)| ok.as_str() == mk.as_str()) {
+                    if seen.insert(mk.as_str()) {
                         out.push((mk, mv));
                     }
                 }

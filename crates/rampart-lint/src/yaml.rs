@@ -395,4 +395,47 @@ mod tests {
         let err = parse_stream("a: b\n c: d\n").unwrap_err();
         assert_eq!(err.pos.line, 2);
     }
+
+    proptest::proptest! {
+        /// Block mappings written line by line come back with every key on its line and
+        /// column, and every value under its key.
+        #[test]
+        fn block_mappings_round_trip(
+            entries in proptest::collection::btree_map("k[a-z]{0,6}", proptest::option::of("[a-z0-9]{1,8}"), 1..20),
+            indent in 0usize..4,
+        ) {
+            let pad = " ".repeat(indent);
+            let mut text = String::from("root:\n");
+            for (k, v) in &entries {
+                match v {
+                    Some(v) => text.push_str(&format!("  {pad}{k}: v{v}\n")),
+                    None => text.push_str(&format!("  {pad}{k}:\n  {pad}  inner: [1, {{a: b}}]\n")),
+                }
+            }
+            let docs = parse_stream(&text).unwrap();
+            let root = docs[0].root.get("root").unwrap();
+            let mut line = 2u32;
+            for (k, v) in &entries {
+                let (key, value) = root.entry(k).unwrap();
+                proptest::prop_assert_eq!(key.pos, Pos { line, col: 3 + indent as u32 });
+                match v {
+                    Some(v) => {
+                        let want = format!("v{v}");
+                        proptest::prop_assert_eq!(value.as_str(), Some(want.as_str()));
+                        line += 1;
+                    }
+                    None => {
+                        let inner = value.get("inner").unwrap().as_seq().unwrap();
+                        proptest::prop_assert_eq!(inner[1].get("a").unwrap().as_str(), Some("b"));
+                        line += 2;
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "([-:\\[\\]{},&*!|>'\"#?<@` a-z0-9]|\n){0,200}") {
+            let _ = parse_stream(&s);
+        }
+    }
 }

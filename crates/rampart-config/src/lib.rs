@@ -18,7 +18,8 @@
 //!   `/tmp` included); `data_dir` must lie under an allowed root.
 //! - **Production deployments with development relaxations.** `profile = "prod"` (the
 //!   default) refuses HS256, plain-HTTP JWKS, anonymous `auth.modes`, an empty
-//!   `trusted_hosts` and a routable listener without TLS; `profile = "dev"` allows them
+//!   `trusted_hosts`, a routable listener without TLS and API keys written into a
+//!   configuration file; `profile = "dev"` allows them
 //!   with a warning in [`Config::warnings`], logged at every start.
 //!
 //! # What it trusts
@@ -81,6 +82,11 @@ pub use model::{
 use cx::Cx;
 use tree::Item;
 use validate::Hint;
+
+/// The prefix of rampart API keys (`rampart apikey create`): recognisable, so that
+/// secret scanners and the `prod` profile rule against keys written into configuration
+/// files find them. `rampart lint` uses the same prefix (`rampart_lint::RAMPART_API_KEY_PREFIX`).
+pub const API_KEY_PREFIX: &str = "rpk_";
 
 /// Upper bound on one configuration file.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;

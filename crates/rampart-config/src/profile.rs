@@ -6,7 +6,10 @@
 //! - `auth.modes` containing `"none"` (anonymous access beyond `public = true` routes);
 //! - an empty `server.trusted_hosts` (any Host accepted);
 //! - a routable `server.listen` without `server.tls`, unless `server.trusted_proxies` is
-//!   set (TLS then ends at a trusted ingress).
+//!   set (TLS then ends at a trusted ingress);
+//! - an API key written into a configuration file (any string value carrying
+//!   [`crate::API_KEY_PREFIX`] followed by key material; keys belong in the credential
+//!   store, referenced secrets in `env:`/`file:`).
 
 use std::net::IpAddr;
 
@@ -66,7 +69,61 @@ fn is_loopback_host(uri: &http::Uri) -> bool {
     h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether `s` holds a rampart API key: the prefix followed by at least 20 key
+/// characters.
+pub(crate) fn holds_api_key(s: &str) -> bool {
+    s.match_indices(crate::API_KEY_PREFIX).any(|(i, p)| {
+        let before_ok = s
+            .get(..i)
+            .and_then(|b| b.chars().next_back())
+            .is_none_or(|c| !c.is_ascii_alphanumeric());
+        let tail = s.get(i + p.len()..).unwrap_or("");
+        before_ok
+            && tail
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                .count()
+                >= 20
+    })
+}
+
+/// Every string written in a file (not in the environment) that holds an API key, with
+/// its dotted key.
+fn api_keys<'a>(item: &'a Item, path: &str, out: &mut Vec<(String, &'a Item)>) {
+    match &item.node {
+        Node::Str(s) if !item.at.file.starts_with("env:") && holds_api_key(s) => {
+            out.push((path.to_owned(), item));
+        }
+        Node::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                api_keys(x, &format!("{path}[{i}]"), out);
+            }
+        }
+        Node::Table(t) => {
+            for (k, x) in t {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                api_keys(x, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 pub(crate) fn apply(cx: &mut Cx<'_>, top: &Tbl<'_>, server: &ServerConfig, later: &LaterSections) {
+    let mut keys = Vec::new();
+    api_keys(top.item, "", &mut keys);
+    for (key, item) in keys {
+        relax(
+            cx,
+            item,
+            &key,
+            "holds an API key written into the configuration file; keys live in the credential store (`rampart apikey create`)",
+        );
+    }
     let jwt = later.auth.as_ref().and_then(|a| a.jwt.as_ref());
     if let Some(i) = locate(top, &["auth", "jwt", "hs256_secret"]) {
         relax(
@@ -153,5 +210,47 @@ pub(crate) fn apply(cx: &mut Cx<'_>, top: &Tbl<'_>, server: &ServerConfig, later
                 server.listen
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    const BASE: &str = "[server]\nlisten = \"127.0.0.1:8080\"\ntrusted_hosts = [\"a.example\"]\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n";
+
+    #[test]
+    fn api_key_in_a_config_file_is_refused_in_prod_and_warned_in_dev() {
+        let key = format!("{}{}", crate::API_KEY_PREFIX, "A1b2C3d4E5f6G7h8I9j0K1l2");
+        let text = format!(
+            "{BASE}[[routes]]\nid = \"r\"\npath = \"/\"\nupstream = \"app\"\nscopes = [\"{key}\"]\n"
+        );
+        let err = crate::load_from_strs(&[("c.toml", &text)], &[]).unwrap_err();
+        let d = err
+            .errors
+            .iter()
+            .find(|d| d.key == "routes[0].scopes[0]")
+            .unwrap();
+        assert_eq!(d.line, Some(10));
+        assert!(d.message.contains("API key"), "{}", d.message);
+        assert!(
+            !d.message.contains(&key),
+            "the key is echoed: {}",
+            d.message
+        );
+        let dev = format!("profile = \"dev\"\n{text}");
+        let cfg = crate::load_from_strs(&[("c.toml", &dev)], &[]).unwrap();
+        assert!(cfg.warnings.iter().any(|w| w.contains("API key")));
+        assert!(cfg.warnings.iter().all(|w| !w.contains(&key)));
+    }
+
+    #[test]
+    fn api_key_detection() {
+        use super::holds_api_key;
+        assert!(holds_api_key("rpk_abcdefghijklmnopqrstuvwxyz"));
+        assert!(holds_api_key("Bearer rpk_abcdefghijklmnopqrstuvwxyz"));
+        assert!(!holds_api_key("rpk_short"));
+        assert!(!holds_api_key("xrpk_abcdefghijklmnopqrstuvwxyz"));
+        assert!(!holds_api_key("env:RAMPART_API_KEY"));
     }
 }

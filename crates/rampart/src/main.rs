@@ -9,8 +9,10 @@ mod apikey;
 mod check;
 mod demo;
 mod echo;
+mod lint;
 mod logging;
 mod revoke;
+mod sbom;
 mod serve;
 mod token;
 
@@ -50,7 +52,7 @@ enum Command {
     },
     /// Validate configuration, profile rules, data roots and secret files without serving.
     #[command(
-        after_help = "Example:\n  rampart check --config /etc/rampart/rampart.toml\n\nExit status: 0 no findings, 1 findings (e.g. a data root fails a check), 2 the configuration cannot be loaded."
+        after_help = "Examples:\n  rampart check --config /etc/rampart/rampart.toml\n  rampart check --config /etc/rampart/rampart.toml --online --format json\n\nExit status: 0 no failed check (warnings such as a certificate expiring within 30 days do not fail), 1 a check failed (e.g. a data root, key material, an expired certificate, an unreachable backend with --online), 2 the configuration cannot be loaded."
     )]
     Check {
         #[arg(long = "config", short = 'c', required = true, value_name = "FILE")]
@@ -58,6 +60,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = check::Format::Text)]
         format: check::Format,
+        /// Also connect to the configured JWKS endpoint, Redis and PostgreSQL.
+        #[arg(long)]
+        online: bool,
     },
     /// Run a self-contained gateway with a built-in echo upstream and print curl commands.
     #[command(
@@ -87,6 +92,29 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Check Dockerfiles, Compose files and Kubernetes manifests against the hardening rules.
+    #[command(
+        after_help = "Examples:\n  rampart lint deploy/\n  rampart lint --format sarif --fail-on warning Dockerfile k8s/ > lint.sarif\n  rampart lint --list-rules\n\nKinds are detected by content; directories are walked. Suppress a finding with a reason:\n  # rampart-lint: ignore RP004 reason=\"needs NET_ADMIN for the VPN\"\n\nExit status: 0 no finding at or above --fail-on, 1 such findings, 2 an input is missing, unreadable or unparsable (2 wins)."
+    )]
+    Lint {
+        /// Files or directories.
+        #[arg(value_name = "PATH", required_unless_present = "list_rules")]
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = lint::Format::Text)]
+        format: lint::Format,
+        /// Lowest severity that makes the exit status 1.
+        #[arg(long, value_enum, default_value_t = lint::FailOn::Error)]
+        fail_on: lint::FailOn,
+        /// Print every rule (id, severity, title, rationale, fix) and exit.
+        #[arg(long)]
+        list_rules: bool,
+    },
+    /// Print the CycloneDX 1.5 JSON SBOM of this binary's dependencies (embedded at build time).
+    #[command(
+        after_help = "Example:\n  rampart sbom > rampart.cdx.json\n\nEvery crate linked into the binary, with its licence, SHA-256 checksum and pkg:cargo purl; metadata.component is rampart itself."
+    )]
+    Sbom,
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -111,7 +139,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve { config } => serve::run(&config),
-        Command::Check { config, format } => check::run(&config, format),
+        Command::Check {
+            config,
+            format,
+            online,
+        } => check::run(&config, format, online),
         Command::Demo {
             listen,
             admin_listen,
@@ -119,6 +151,13 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Mint(args),
         } => token::mint(&args),
+        Command::Lint {
+            paths,
+            format,
+            fail_on,
+            list_rules,
+        } => lint::run(&paths, format, fail_on, list_rules),
+        Command::Sbom => sbom::run(),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
         Command::Apikey(cmd) => apikey::run(cmd),
         Command::Revoke(args) => revoke::run(args),

@@ -80,6 +80,20 @@ impl ApiKeyCache {
         })
     }
 
+    /// A cache for a gateway without API-key authentication (revocations still sync
+    /// through it): its pepper is random and thrown away, so no key ever verifies.
+    pub fn disabled() -> Result<ApiKeyCache, StoreError> {
+        let mut bytes = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| StoreError::Random)?;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        Ok(ApiKeyCache {
+            pepper: key,
+            map: ArcSwap::from_pointee(HashMap::new()),
+            loaded: AtomicBool::new(false),
+        })
+    }
+
     /// [`ApiKeyCache::new`] with the pepper of `cfg`.
     pub fn from_config(cfg: &rampart_config::Config) -> Result<ApiKeyCache, StoreError> {
         ApiKeyCache::new(crate::apikeys::pepper_from_config(cfg)?)

@@ -166,14 +166,13 @@ pub async fn serve(
     let listen = cfg.server.listen;
     let admin_listen = cfg.server.admin_listen;
     let backlog = cfg.server.listen_backlog;
-    let auth = match auth::build(&cfg, &health) {
+    let auth = match auth::build(&cfg, &health).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "authentication cannot start; not starting");
             return 2;
         }
     };
-    let auth_metrics = Arc::clone(&auth.verifiers.metrics);
     let gw = match Gateway::new(
         cfg,
         Arc::clone(&metrics),
@@ -221,7 +220,7 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             health: Arc::clone(&health),
             build: BUILD,
-            sources: vec![auth_metrics],
+            sources: auth.sources.clone(),
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));
     }

@@ -509,6 +509,10 @@ impl Stage for Authn {
         }
         match self.authenticate(req) {
             Ok(identity) => {
+                if identity.method == "api_key" {
+                    // rampart's own credential: the upstream never needs (or logs) it.
+                    req.headers_mut().remove(&self.api_key_header);
+                }
                 self.verifiers.metrics.success(identity.method);
                 req.extensions_mut().insert(Arc::new(identity));
                 Ok(())

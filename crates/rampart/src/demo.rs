@@ -86,9 +86,88 @@ public = true
 id = "private"
 path = "/private"
 upstream = "echo"
-scopes = ["admin"]
+scopes = ["demo"]
+
+# Dev key material made by the demo in its data root (0600): an HS256 secret for
+# `rampart token mint`, and the pepper API keys are hashed under.
+[auth]
+modes = ["jwt", "api_key"]
+
+[auth.jwt]
+issuer = "rampart-demo"
+audience = ["rampart"]
+allowed_algs = ["HS256"]
+hs256_secret = "file:{root}/jwt-hs256.secret"
+
+[auth.api_key]
+pepper = "file:{root}/api-key.pepper"
 "#
     )
+}
+
+/// Writes `len` random bytes (base64url) to `path` at 0600 unless the file exists.
+fn ensure_secret(path: &std::path::Path) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 48];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| std::io::Error::other("random generator"))?;
+    let text = rampart_jwt::b64::encode(&bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// What the banner shows: a ready token and a fresh API key.
+struct Credentials {
+    token: String,
+    api_key: String,
+}
+
+async fn credentials(cfg_path: &std::path::Path) -> Result<Credentials, String> {
+    let cfg = rampart_config::load(&[cfg_path.to_path_buf()])
+        .map_err(|e| format!("demo config: {}", e.errors.len()))?;
+    let settings = rampart_jwt::JwtSettings::from_config(&cfg)
+        .ok_or("no [auth.jwt]")?
+        .map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token = rampart_jwt::mint_hs256(
+        &settings,
+        &rampart_jwt::MintRequest {
+            subject: "demo-user".into(),
+            tenant: Some("acme".into()),
+            scopes: vec!["demo".into()],
+            roles: Vec::new(),
+            ttl_s: 12 * 3600,
+        },
+        now,
+    )
+    .map_err(|e| e.to_string())?;
+    let store = rampart_store::Store::open(&cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let keys = rampart_store::ApiKeys::from_config(store, &cfg).map_err(|e| e.to_string())?;
+    let (_, secret) = keys
+        .create(rampart_store::NewApiKey {
+            name: "demo-key".into(),
+            tenant: "acme".into(),
+            scopes: vec!["demo".into()],
+            roles: Vec::new(),
+            expires: i64::try_from(now + 24 * 3600).ok(),
+            rate_limit: rampart_store::RateLimitOverride::default(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Credentials {
+        token,
+        api_key: secret.expose().to_owned(),
+    })
 }
 
 pub fn run(listen: SocketAddr, admin_listen: SocketAddr) -> u8 {
@@ -143,9 +222,22 @@ pub fn run(listen: SocketAddr, admin_listen: SocketAddr) -> u8 {
             eprintln!("rampart demo: cannot write {}: {e}", cfg_path.display());
             return 2;
         }
+        for f in ["jwt-hs256.secret", "api-key.pepper"] {
+            if let Err(e) = ensure_secret(&root.join(f)) {
+                eprintln!("rampart demo: cannot write {}: {e}", root.join(f).display());
+                return 2;
+            }
+        }
+        let creds = match credentials(&cfg_path).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("rampart demo: cannot prepare dev credentials: {e}");
+                return 2;
+            }
+        };
         let root2 = root.clone();
         crate::serve::serve(vec![cfg_path.clone()], move |public, admin| {
-            print_banner(&root2, &cfg_path, up_addr, public, admin);
+            print_banner(&root2, &cfg_path, up_addr, public, admin, &creds);
         })
         .await
     })
@@ -157,8 +249,18 @@ fn print_banner(
     upstream: SocketAddr,
     public: SocketAddr,
     admin: Option<SocketAddr>,
+    creds: &Credentials,
 ) {
     let g = format!("http://{public}");
+    let token = &creds.token;
+    let key = &creds.api_key;
+    // The same token with its last signature character changed.
+    let forged = {
+        let mut t = token.clone();
+        let last = t.pop().map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
+        t.push(last);
+        t
+    };
     let a = admin.map(|a| format!("http://{a}")).unwrap_or_default();
     println!(
         r#"
@@ -181,6 +283,11 @@ Try:
   curl -si {g}/nowhere                                     # 404 no route
   curl -si -X DELETE {g}/status                            # 405 with Allow
   curl -si {g}/private                                     # 401 authentication required
+  # authentication (dev HS256 key set in the data root; `rampart token mint` makes more):
+  curl -s {g}/private -H 'Authorization: Bearer {token}'    # accepted: echo shows x-rampart-subject: demo-user
+  curl -si {g}/private -H 'Authorization: Bearer {forged}'  # 401 Bearer error="invalid_token"
+  curl -s {g}/private -H 'x-api-key: {key}'    # API key (stored as a keyed hash only)
+  rampart token mint --config {cfg} --sub you --scopes demo --ttl 1h
   curl -si -H 'Host: evil.example' {g}/status              # 400 host not allowed
   curl -si {g}/echo --data-binary @/etc/services           # 413 body over 1 KiB
   # operations

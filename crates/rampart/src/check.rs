@@ -352,6 +352,16 @@ pub fn run(paths: &[PathBuf], format: Format, online: bool) -> u8 {
                 extra.extend(cert_validity("server.tls.client_ca", ca, now));
             }
         }
+        // The JWT settings `serve` would build (prod requires issuer and audience, a
+        // discovery issuer must be https, …).
+        if let Some(Err(e)) = rampart_jwt::JwtSettings::from_config(cfg) {
+            extra.push(finding(
+                Severity::Error,
+                "auth-jwt",
+                "auth.jwt",
+                e.to_string(),
+            ));
+        }
         extra.extend(signing_findings(cfg, &|k| {
             std::env::var(k).ok().filter(|v| !v.is_empty())
         }));

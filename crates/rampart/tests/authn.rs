@@ -90,10 +90,25 @@ fn identity_headers_from_a_trusted_ingress_authenticate() {
 #[test]
 fn every_refusal_has_the_same_generic_detail() {
     let up = Upstream::start();
-    let gw = Gateway::start(&base_config(
-        up.addr,
-        "[auth]\nmodes = [\"jwt\", \"api_key\"]\n",
-    ));
+    let dir = private_dir("generic");
+    std::fs::create_dir(dir.join("data")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("data"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    write_private(&dir.join("pepper"), &"p".repeat(40), 0o600);
+    write_private(&dir.join("jwt"), &"s".repeat(40), 0o600);
+    let cfg = base_config(up.addr, "").replace(
+        "drain_timeout_ms = 10000",
+        &format!(
+            "drain_timeout_ms = 10000\ndata_dir = \"{0}/data\"\nallowed_data_roots = [\"{0}\"]",
+            dir.display()
+        ),
+    ) + &format!(
+        "[auth]\nmodes = [\"jwt\", \"api_key\"]\n[auth.api_key]\npepper = \"file:{0}/pepper\"\n\
+         [auth.jwt]\nissuer = \"dev\"\naudience = [\"rampart\"]\nhs256_secret = \"file:{0}/jwt\"\nallowed_algs = [\"HS256\"]\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("rampart.toml"), cfg).unwrap();
+    let gw = Gateway::spawn(dir.clone(), dir.join("rampart.toml")).unwrap();
     let mut details = std::collections::BTreeSet::new();
     for h in [
         vec![],
@@ -123,4 +138,28 @@ fn anonymous_access_with_none_mode() {
     assert_eq!(r.status, 200);
     assert_eq!(up.last().header("x-rampart-auth"), Some("none"));
     assert!(up.last().header("x-rampart-subject").is_none());
+}
+
+/// `check` and `serve` agree on the JWT settings: prod without an audience is refused.
+#[test]
+fn prod_jwt_without_audience_is_refused_by_check_and_serve() {
+    let dir = private_dir("jwt-prod");
+    let cfg = "profile = \"prod\"\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+               trusted_hosts = [\"api.example.com\"]\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n\
+               [auth]\nmodes = [\"jwt\"]\n[auth.jwt]\nissuer = \"https://id.example.com/\"\n\
+               jwks_url = \"https://id.example.com/jwks.json\"\n";
+    let path = dir.join("rampart.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["check", "--format", "json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("audience"), "{text}");
+    let err = Gateway::spawn(dir.clone(), path)
+        .err()
+        .expect("serve started");
+    assert!(err.contains("audience"), "{err}");
 }

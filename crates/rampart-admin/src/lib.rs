@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rampart_http::GatewayMetrics;
@@ -99,6 +99,34 @@ pub struct AdminState {
     pub build: BuildInfo,
     /// Metric families of later stages (authentication, audit, …).
     pub sources: Vec<Arc<dyn MetricsSource>>,
+    /// The `/admin/*` API, when the binary provides one.
+    pub api: Option<Arc<dyn AdminApi>>,
+}
+
+/// A response of the admin listener.
+pub type AdminResponse = Response<Full<Bytes>>;
+
+/// The `/admin/*` API (revocations, credentials): authenticated and authorized by its
+/// implementation, which receives the whole (bounded) body and the peer address.
+pub trait AdminApi: Send + Sync + 'static {
+    fn call(
+        &self,
+        req: Request<Bytes>,
+        peer: std::net::SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AdminResponse> + Send>>;
+}
+
+/// Largest request body the admin API reads.
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// A problem+json response of the admin listener (RFC 9457).
+pub fn admin_problem(status: StatusCode, code: &str, detail: &str) -> AdminResponse {
+    problem(status, code, detail)
+}
+
+/// A JSON response of the admin listener.
+pub fn admin_json(status: StatusCode, body: String) -> AdminResponse {
+    respond(status, "application/json", body)
 }
 
 impl std::fmt::Debug for AdminState {
@@ -266,7 +294,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -280,8 +308,31 @@ pub async fn serve(
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let r = handle(&state, &req);
-                std::future::ready(Ok::<_, Infallible>(r))
+                let state = Arc::clone(&state);
+                async move {
+                    let api = state
+                        .api
+                        .as_ref()
+                        .filter(|_| req.uri().path().starts_with("/admin/"));
+                    let Some(api) = api else {
+                        return Ok::<_, Infallible>(handle(&state, &req));
+                    };
+                    let (parts, body) = req.into_parts();
+                    let body = match http_body_util::Limited::new(body, MAX_ADMIN_BODY)
+                        .collect()
+                        .await
+                    {
+                        Ok(b) => b.to_bytes(),
+                        Err(_) => {
+                            return Ok(problem(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "payload_too_large",
+                                "The request body is too large or could not be read.",
+                            ));
+                        }
+                    };
+                    Ok(api.call(Request::from_parts(parts, body), peer).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -311,6 +362,7 @@ mod tests {
                 build_time: "2026-01-01T00:00:00Z",
             },
             sources: Vec::new(),
+            api: None,
         }
     }
 

@@ -181,6 +181,9 @@ fn counter(out: &mut String, name: &str, help: &str, v: u64) {
 /// What `serve` keeps of the authentication wiring.
 pub struct AuthRuntime {
     pub verifiers: Verifiers,
+    /// The credential store and the local revocation snapshot (for `/admin/*`).
+    pub store: Option<Store>,
+    pub revocations: Option<Arc<RevocationSet>>,
     /// Metric families to expose on the admin listener.
     pub sources: Vec<Arc<dyn MetricsSource>>,
 }
@@ -214,7 +217,7 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
         Some(s) => Some(RedisUrl::from_secret(s).map_err(|e| format!("redis.url: {e}"))?),
         None => None,
     };
-    let (keys, revs) = if wants_store(cfg) {
+    let (keys, revs, store) = if wants_store(cfg) {
         let store = match Store::open(cfg).await {
             Ok(s) => s,
             Err(e) if api_key_mode || cfg.later.store.is_some() => {
@@ -224,7 +227,7 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
                 // Only the default SQLite file was implied by data_dir: say so and go on
                 // without a revocation list rather than refuse to serve.
                 tracing::warn!(error = %e, "no credential store: revocations are not enforced");
-                return Ok(finish(jwt, None, None, false, metrics, health));
+                return Ok(finish(jwt, None, None, None, false, metrics, health));
             }
         };
         let keys = match ApiKeyCache::from_config(cfg) {
@@ -242,20 +245,21 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
             .await
             .map_err(|e| format!("credential store: {e}"))?;
         rampart_store::spawn_sync(
-            store,
+            store.clone(),
             redis_url.clone(),
             Arc::clone(&cache),
             Arc::clone(&revs),
             std::future::pending(),
         );
-        (keys, Some(revs))
+        (keys, Some(revs), Some(store))
     } else {
-        (None, None)
+        (None, None, None)
     };
     Ok(finish(
         jwt,
         keys,
         revs,
+        store,
         redis_url.is_some(),
         metrics,
         health,
@@ -266,6 +270,7 @@ fn finish(
     jwt: Option<JwtVerifier>,
     keys: Option<Arc<ApiKeyCache>>,
     revs: Option<Arc<RevocationSet>>,
+    store: Option<Store>,
     redis: bool,
     metrics: Arc<AuthMetrics>,
     health: &Arc<Health>,
@@ -280,11 +285,15 @@ fn finish(
     let verifiers = Verifiers {
         jwt: jwt.map(|j| Arc::new(Jwt(j)) as Arc<dyn TokenVerifier>),
         api_keys: keys.map(|k| Arc::new(Keys(k)) as Arc<dyn ApiKeyVerifier>),
-        revocations: revs.map(|r| Arc::new(Revs(r)) as Arc<dyn RevocationCheck>),
+        revocations: revs
+            .clone()
+            .map(|r| Arc::new(Revs(r)) as Arc<dyn RevocationCheck>),
         metrics: Arc::clone(&metrics),
     };
     AuthRuntime {
         verifiers,
+        store,
+        revocations: revs,
         sources: vec![metrics, probe],
     }
 }

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 findings or verification failure, 2 usage or configuration
 //! error.
 
+mod admin_api;
 mod apikey;
 mod auth;
 mod check;

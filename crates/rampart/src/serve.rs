@@ -221,6 +221,7 @@ pub async fn serve(
             health: Arc::clone(&health),
             build: BUILD,
             sources: auth.sources.clone(),
+            api: crate::admin_api::build(&gw.config(), &auth),
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));
     }

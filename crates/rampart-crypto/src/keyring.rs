@@ -132,16 +132,16 @@ impl KeyringFile {
     /// Adds `key` as the active key (earlier keys become retired). A key id already
     /// bound to another public key is refused.
     pub fn add_active(&mut self, key: &PublicKey) -> Result<(), KeyError> {
-        if let Some(e) = self.keys.iter().find(|k| k.key_id == key.key_id()) {
-            if entry_public(e).as_ref() != Some(key) {
-                return Err(KeyError::Keyring {
-                    path: self.path.display().to_string(),
-                    message: format!(
-                        "key id `{}` already names a different key; pick a new key id",
-                        key.key_id()
-                    ),
-                });
-            }
+        if let Some(e) = self.keys.iter().find(|k| k.key_id == key.key_id())
+            && entry_public(e).as_ref() != Some(key)
+        {
+            return Err(KeyError::Keyring {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "key id `{}` already names a different key; pick a new key id",
+                    key.key_id()
+                ),
+            });
         }
         for k in &mut self.keys {
             k.status = if k.key_id == key.key_id() {

@@ -167,15 +167,19 @@ pub fn verify(
                 )));
             }
             first_in_file = false;
-            if seq != next {
-                let what = if seq > next {
-                    format!("missing: the next record is seq {seq}")
-                } else {
-                    format!(
-                        "a record with seq {seq} appears where seq {next} belongs (inserted or reordered)"
-                    )
-                };
-                return Err(at(what));
+            if seq > next {
+                return Err(at(format!("missing: the next record is seq {seq}")));
+            }
+            if seq < next {
+                // Named by the seq it claims: a second record with that seq was inserted.
+                return Err(Break::Record {
+                    seq,
+                    file: file.clone(),
+                    line: line_no,
+                    what: format!(
+                        "appears again where seq {next} belongs (a record was inserted or moved)"
+                    ),
+                });
             }
             if p.prev != prev {
                 return Err(at(

@@ -47,12 +47,23 @@ pub struct Reason {
     pub message: String,
 }
 
+/// A live source of one health reason (e.g. the audit writer failing), asked on every
+/// `/healthz` and `/metrics`.
+pub type Probe = Arc<dyn Fn() -> Option<Reason> + Send + Sync>;
+
 /// What `/healthz` reports: reasons derived from the configuration (replaced on every
-/// reload) plus the draining flag.
-#[derive(Debug, Default)]
+/// reload), the draining flag, and live probes.
+#[derive(Default)]
 pub struct Health {
     draining: AtomicBool,
     reasons: RwLock<Vec<Reason>>,
+    probes: RwLock<Vec<Probe>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health").finish_non_exhaustive()
+    }
 }
 
 impl Health {
@@ -65,6 +76,12 @@ impl Health {
     pub fn set_reasons(&self, reasons: Vec<Reason>) {
         if let Ok(mut r) = self.reasons.write() {
             *r = reasons;
+        }
+    }
+    /// Adds a live probe (kept across reloads).
+    pub fn add_probe(&self, probe: Probe) {
+        if let Ok(mut p) = self.probes.write() {
+            p.push(probe);
         }
     }
     /// Current reasons, draining first.
@@ -80,6 +97,9 @@ impl Health {
         }
         if let Ok(r) = self.reasons.read() {
             out.extend(r.iter().cloned());
+        }
+        if let Ok(p) = self.probes.read() {
+            out.extend(p.iter().filter_map(|p| p()));
         }
         out
     }

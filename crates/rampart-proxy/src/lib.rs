@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rampart_audit::{Audit, AuditHandle, AuditLayer, LayerSettings};
 use rampart_config::Config;
 use rampart_http::{
     AccessLog, AccessLogLayer, AccessSink, BodyLimit, BodyLimitLayer, ClientAddrLayer,
@@ -33,7 +34,7 @@ pub use listener::{ListenerSettings, serve};
 
 /// The full pipeline, outermost stage first (DESIGN.md §1).
 pub type Pipeline = AccessLog<
-    StageService<
+    Audit<StageService<
         SecurityHeaders,
         StageService<
             RequestIdStage,
@@ -50,7 +51,7 @@ pub type Pipeline = AccessLog<
                 >,
             >,
         >,
-    >,
+    >>,
 >;
 
 /// Identity headers that only a trusted proxy may send, from `auth.*` (they are
@@ -66,6 +67,7 @@ pub fn build_pipeline(
     metrics: &Arc<GatewayMetrics>,
     sink: Option<Arc<dyn AccessSink>>,
     client: &UpstreamClient,
+    audit: Option<&AuditHandle>,
 ) -> Pipeline {
     let s = &cfg.server;
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
@@ -91,6 +93,15 @@ pub fn build_pipeline(
     .layer(svc);
     let svc = RequestIdLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = SecurityHeadersLayer::new(&cfg.headers, s.trusted_proxies.clone()).layer(svc);
+    // Audit: just inside the access log, so it records every outcome of every stage,
+    // and its 503 (a record that cannot be made durable) is logged and counted too.
+    let svc = match (audit, &cfg.later.audit) {
+        (Some(h), Some(a)) => {
+            AuditLayer::new(h.clone(), LayerSettings::from_config(a), Arc::clone(metrics))
+        }
+        _ => AuditLayer::disabled(),
+    }
+    .layer(svc);
     let sink = if s.access_log { sink } else { None };
     AccessLogLayer::new(Arc::clone(metrics), sink).layer(svc)
 }
@@ -103,6 +114,7 @@ pub struct Gateway {
     metrics: Arc<GatewayMetrics>,
     sink: Option<Arc<dyn AccessSink>>,
     client: UpstreamClient,
+    audit: Option<AuditHandle>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -126,13 +138,24 @@ impl Gateway {
         metrics: Arc<GatewayMetrics>,
         sink: Option<Arc<dyn AccessSink>>,
     ) -> Result<Arc<Self>, ApplyError> {
+        Self::with_audit(cfg, metrics, sink, None)
+    }
+
+    /// Like [`Gateway::new`], recording every request through the audit writer `audit`
+    /// while `[audit]` is configured.
+    pub fn with_audit(
+        cfg: Config,
+        metrics: Arc<GatewayMetrics>,
+        sink: Option<Arc<dyn AccessSink>>,
+        audit: Option<AuditHandle>,
+    ) -> Result<Arc<Self>, ApplyError> {
         let client =
             UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout)?;
         let tls = match &cfg.server.tls {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
-        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client);
+        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client, audit.as_ref());
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
             tls: ArcSwap::from_pointee(tls),
@@ -140,6 +163,7 @@ impl Gateway {
             metrics,
             sink,
             client,
+            audit,
         }))
     }
 
@@ -179,7 +203,16 @@ impl Gateway {
             ))),
             _ => None,
         };
-        let pipeline = build_pipeline(&cfg, &self.metrics, self.sink.clone(), &self.client);
+        if cfg.later.audit.is_some() != old.later.audit.is_some() {
+            restart_needed.push("audit (enabling or disabling)".to_owned());
+        }
+        let pipeline = build_pipeline(
+            &cfg,
+            &self.metrics,
+            self.sink.clone(),
+            &self.client,
+            self.audit.as_ref(),
+        );
         self.pipeline.store(Arc::new(pipeline));
         if let Some(t) = tls {
             self.tls.store(Arc::new(t));

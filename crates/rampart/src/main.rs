@@ -4,9 +4,12 @@
 //! Exit codes: 0 success, 1 findings or verification failure, 2 usage or configuration
 //! error.
 
+mod audit;
+mod audit_writer;
 mod check;
 mod demo;
 mod echo;
+mod keys;
 mod logging;
 mod serve;
 
@@ -67,6 +70,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         admin_listen: SocketAddr,
     },
+    /// Ed25519 signing keyring: active key + retained public keys, fingerprints.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// The audit trail: verify chain, tree and checkpoints; follow; retention; proofs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -88,6 +97,8 @@ fn main() -> ExitCode {
             admin_listen,
         } => demo::run(listen, admin_listen),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     ExitCode::from(code)
 }

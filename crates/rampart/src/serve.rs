@@ -166,7 +166,11 @@ pub async fn serve(
     let settings = ListenerSettings::from(&cfg.server);
     let listen = cfg.server.listen;
     let admin_listen = cfg.server.admin_listen;
-    let gw = match Gateway::new(cfg, Arc::clone(&metrics), Some(sink)) {
+    let Ok(audit) = crate::audit_writer::start(&cfg, &metrics, &health) else {
+        tracing::error!("audit log cannot be opened; not starting");
+        return 2;
+    };
+    let gw = match Gateway::with_audit(cfg, Arc::clone(&metrics), Some(sink), audit.clone()) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "configuration refused; not starting");
@@ -247,6 +251,9 @@ pub async fn serve(
         );
     } else {
         tracing::info!("drained");
+    }
+    if let Some(a) = audit {
+        crate::audit_writer::stop(a).await;
     }
     let _ = admin_tx.send(true);
     0

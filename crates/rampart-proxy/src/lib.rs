@@ -34,24 +34,26 @@ pub use listener::{ListenerSettings, serve};
 
 /// The full pipeline, outermost stage first (DESIGN.md §1).
 pub type Pipeline = AccessLog<
-    Audit<StageService<
-        SecurityHeaders,
+    Audit<
         StageService<
-            RequestIdStage,
+            SecurityHeaders,
             StageService<
-                Sanitize,
-                Timeout<
-                    StageService<
-                        HostCheck,
+                RequestIdStage,
+                StageService<
+                    Sanitize,
+                    Timeout<
                         StageService<
-                            RouteStage,
-                            StageService<ClientAddrStage, Gate<BodyLimit<Forward>>>,
+                            HostCheck,
+                            StageService<
+                                RouteStage,
+                                StageService<ClientAddrStage, Gate<BodyLimit<Forward>>>,
+                            >,
                         >,
                     >,
                 >,
             >,
         >,
-    >>,
+    >,
 >;
 
 /// Identity headers that only a trusted proxy may send, from `auth.*` (they are
@@ -96,9 +98,11 @@ pub fn build_pipeline(
     // Audit: just inside the access log, so it records every outcome of every stage,
     // and its 503 (a record that cannot be made durable) is logged and counted too.
     let svc = match (audit, &cfg.later.audit) {
-        (Some(h), Some(a)) => {
-            AuditLayer::new(h.clone(), LayerSettings::from_config(a), Arc::clone(metrics))
-        }
+        (Some(h), Some(a)) => AuditLayer::new(
+            h.clone(),
+            LayerSettings::from_config(a),
+            Arc::clone(metrics),
+        ),
         _ => AuditLayer::disabled(),
     }
     .layer(svc);

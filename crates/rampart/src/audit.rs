@@ -190,7 +190,13 @@ fn prune(config: &[PathBuf]) -> Result<u8, u8> {
         .origin
         .clone()
         .unwrap_or_else(|| rampart_audit::DEFAULT_ORIGIN.into());
-    match rampart_audit::retention::apply(&p.audit_dir, &ring, &origin, r, std::time::SystemTime::now()) {
+    match rampart_audit::retention::apply(
+        &p.audit_dir,
+        &ring,
+        &origin,
+        r,
+        std::time::SystemTime::now(),
+    ) {
         Ok(rep) => {
             for f in &rep.compressed {
                 println!("compressed {f}");
@@ -250,7 +256,11 @@ fn tail(path: Option<PathBuf>, config: &[PathBuf], follow: bool, n: usize) -> Re
     let newest = || {
         rampart_audit::segment::list_segments(&dir)
             .ok()
-            .and_then(|s| s.into_iter().rev().find(|s| s.tier == rampart_audit::segment::Tier::Hot))
+            .and_then(|s| {
+                s.into_iter()
+                    .rev()
+                    .find(|s| s.tier == rampart_audit::segment::Tier::Hot)
+            })
     };
     let Some(mut seg) = newest() else {
         eprintln!("error: {}: no hot segment", dir.display());

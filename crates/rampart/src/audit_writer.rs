@@ -27,8 +27,8 @@ pub fn start(
         "audit checkpoints are signed with this key"
     );
     let wcfg = rampart_audit::writer_config(paths.audit_dir.clone(), section);
-    let (handle, report) = AuditHandle::start(wcfg, Arc::new(keyring), Arc::clone(metrics))
-        .map_err(|e| log(&e))?;
+    let (handle, report) =
+        AuditHandle::start(wcfg, Arc::new(keyring), Arc::clone(metrics)).map_err(|e| log(&e))?;
     tracing::info!(
         dir = %paths.audit_dir.display(),
         records = report.records,

@@ -205,7 +205,10 @@ fn keyring_file(config: &[PathBuf], keyring: Option<PathBuf>) -> Result<KeyringF
 
 fn list(config: &[PathBuf], keyring: Option<PathBuf>) -> Result<u8, u8> {
     let f = keyring_file(config, keyring)?;
-    println!("{:<24} {:<8} {:<12} FINGERPRINT", "KEY ID", "STATUS", "CREATED");
+    println!(
+        "{:<24} {:<8} {:<12} FINGERPRINT",
+        "KEY ID", "STATUS", "CREATED"
+    );
     for k in f.entries() {
         let status = match k.status {
             rampart_crypto::KeyStatus::Active => "active",

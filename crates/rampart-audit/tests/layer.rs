@@ -1,7 +1,12 @@
 //! The audit stage around a service: one record per response, and when the record
 //! cannot be written (a full disk, injected) `deny` answers 503 `audit_unavailable`
 //! while `allow` serves and counts; either way no response claims a record it lacks.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -32,7 +37,8 @@ impl Service<Request<()>> for App {
     }
     fn call(&mut self, req: Request<()>) -> Self::Future {
         let mut r = Response::new(full(bytes::Bytes::from_static(b"hello")));
-        r.headers_mut().insert("x-request-id", HeaderValue::from_static("rid-1"));
+        r.headers_mut()
+            .insert("x-request-id", HeaderValue::from_static("rid-1"));
         r.headers_mut()
             .insert("x-frame-options", HeaderValue::from_static("DENY"));
         if req.uri().path() == "/me" {
@@ -63,20 +69,29 @@ fn req(path: &str) -> Request<()> {
 async fn run(on_failure: OnFailure) -> (u64, u64, Log, std::sync::Arc<GatewayMetrics>) {
     let l = Log::new();
     let mut cfg = l.config();
-    cfg.fault = Some(rampart_audit::danger::FaultInjection { fail_after_bytes: 12_000 });
+    cfg.fault = Some(rampart_audit::danger::FaultInjection {
+        fail_after_bytes: 12_000,
+    });
     let m = GatewayMetrics::new();
     let (h, _) = AuditHandle::start(cfg, l.keyring(), m.clone()).unwrap();
     let mut svc = AuditLayer::new(h.clone(), settings(on_failure, None), m.clone()).layer(App);
     let (mut ok, mut unavailable) = (0, 0);
     for i in 0..100 {
-        let r = svc.call(req(&format!("/x?i={i}&token=SECRET"))).await.unwrap();
+        let r = svc
+            .call(req(&format!("/x?i={i}&token=SECRET")))
+            .await
+            .unwrap();
         match r.status() {
             StatusCode::OK => ok += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
                 unavailable += 1;
                 assert_eq!(r.headers()["content-type"], "application/problem+json");
                 assert_eq!(r.headers()["x-request-id"], "rid-1");
-                assert_eq!(r.headers()["x-frame-options"], "DENY", "security headers kept");
+                assert_eq!(
+                    r.headers()["x-frame-options"],
+                    "DENY",
+                    "security headers kept"
+                );
                 let body = r.into_body().collect().await.unwrap().to_bytes();
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(v["code"], "audit_unavailable");
@@ -86,7 +101,9 @@ async fn run(on_failure: OnFailure) -> (u64, u64, Log, std::sync::Arc<GatewayMet
         }
     }
     assert!(h.is_failing());
-    tokio::task::spawn_blocking(move || h.shutdown().unwrap()).await.unwrap();
+    tokio::task::spawn_blocking(move || h.shutdown().unwrap())
+        .await
+        .unwrap();
     (ok, unavailable, l, m)
 }
 
@@ -95,7 +112,10 @@ async fn deny_answers_503_once_records_cannot_be_written() {
     let (ok, unavailable, l, m) = run(OnFailure::Deny).await;
     assert!(ok > 5 && unavailable > 5, "ok {ok} 503 {unavailable}");
     let r = l.verify().unwrap();
-    assert_eq!(r.records, ok, "every served response has its record, no more");
+    assert_eq!(
+        r.records, ok,
+        "every served response has its record, no more"
+    );
     assert_eq!(m.audit.denied.load(Ordering::Relaxed), unavailable);
     assert_eq!(m.audit.failed.load(Ordering::Relaxed), unavailable);
     let text = std::fs::read_to_string(&l.segments()[0].path).unwrap();
@@ -112,8 +132,14 @@ async fn allow_serves_counts_and_flags() {
     assert_eq!(r.records + unaudited, 100);
     let mut out = String::new();
     m.encode(&mut out);
-    assert!(out.contains(&format!("rampart_audit_unaudited_total {unaudited}")), "{out}");
-    assert!(out.contains(&format!("rampart_audit_records_total{{result=\"written\"}} {}", r.records)));
+    assert!(
+        out.contains(&format!("rampart_audit_unaudited_total {unaudited}")),
+        "{out}"
+    );
+    assert!(out.contains(&format!(
+        "rampart_audit_records_total{{result=\"written\"}} {}",
+        r.records
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +151,9 @@ async fn identity_is_recorded_and_pseudonymized() {
     let mut svc = AuditLayer::new(h.clone(), settings(OnFailure::Deny, Some(&key)), m).layer(App);
     assert_eq!(svc.call(req("/me")).await.unwrap().status(), 200);
     assert_eq!(svc.call(req("/anon")).await.unwrap().status(), 200);
-    tokio::task::spawn_blocking(move || h.shutdown().unwrap()).await.unwrap();
+    tokio::task::spawn_blocking(move || h.shutdown().unwrap())
+        .await
+        .unwrap();
     let ls = lines(&l.segments()[0].path);
     let me: serde_json::Value = serde_json::from_str(&ls[0]).unwrap();
     assert_eq!(me["auth"], "jwt");

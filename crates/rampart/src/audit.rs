@@ -286,7 +286,11 @@ fn tail(path: Option<PathBuf>, config: &[PathBuf], follow: bool, n: usize) -> Re
         std::thread::sleep(Duration::from_millis(200));
         // Checked before reading: once a newer segment exists, this one is final, so
         // the read below gets its last records before we move on.
-        let next = newest().filter(|n| n.first_seq > seg.first_seq);
+        // The segment right after this one (several may have appeared since the last
+        // poll: each is read in turn).
+        let next = rampart_audit::segment::list_segments(&dir)
+            .ok()
+            .and_then(|s| s.into_iter().find(|n| n.first_seq > seg.first_seq));
         if drain(&seg.path, &mut pos, &mut pending, &mut stdout).is_err() {
             return Ok(0);
         }

@@ -458,3 +458,70 @@ fn verify_names_the_tampered_seq_and_prove_prints_proofs() {
     assert_eq!(bad.status.code(), Some(1), "{out}");
     assert!(out.contains("seq 42:"), "{out}");
 }
+
+#[test]
+fn tail_follows_and_prune_keeps_a_verifiable_log() {
+    let s = setup(
+        "tailprune",
+        "segment_max_bytes = 4096\nretention = { hot_days = 0, warm_days = 0, cold_days = 0 }",
+    );
+    let g = Gateway::spawn(s.dir.clone(), s.config.clone()).unwrap();
+    assert_eq!(g.get("/status?first").status, 200);
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut tail = Kill(
+        Command::new(bin())
+            .args(["audit", "tail", "-f", "-n", "1", "--config"])
+            .arg(&s.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = tail.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(first.contains("/status?first"), "{first}");
+    // Enough requests to rotate segments several times while tail follows.
+    for i in 0..60 {
+        assert_eq!(g.get(&format!("/status?n={i}")).status, 200);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 60 {
+        seen.push(
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("tail -f stopped following"),
+        );
+    }
+    for (i, l) in seen.iter().enumerate() {
+        assert!(l.contains(&format!("/status?n={i}\"")), "{i}: {l}");
+    }
+    drop(tail);
+    stop(&g);
+    std::thread::sleep(Duration::from_millis(300));
+    let segs_before = std::fs::read_dir(s.data.join("audit")).unwrap().count();
+    let p = rampart(&["audit", "prune", "--config"], &s.config);
+    let text = String::from_utf8_lossy(&p.stdout);
+    assert!(p.status.success(), "{text}");
+    assert!(
+        text.contains("deleted segment-") && text.contains("retained log starts at seq"),
+        "{text}"
+    );
+    assert!(std::fs::read_dir(s.data.join("audit")).unwrap().count() < segs_before);
+    let v = rampart(&["audit", "verify", "--config"], &s.config);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}

@@ -26,7 +26,8 @@ struct Setup {
     dir: PathBuf,
     data: PathBuf,
     config: PathBuf,
-    upstream: Upstream,
+    /// Kept alive for the test's duration (the gateway forwards to it).
+    _upstream: Upstream,
 }
 
 fn setup(name: &str, audit_extra: &str) -> Setup {
@@ -70,7 +71,7 @@ key_id = "audit-1"
         dir,
         data,
         config,
-        upstream,
+        _upstream: upstream,
     }
 }
 
@@ -448,9 +449,7 @@ fn verify_names_the_tampered_seq_and_prove_prints_proofs() {
     // Edit seq 42: verify exits 1 and names it.
     let seg = s.data.join("audit/segment-00000000000000000000.jsonl");
     let text = std::fs::read_to_string(&seg).unwrap();
-    let edited = text
-        .replacen("\"seq\":42,", "\"seq\":42,", 1)
-        .replacen("?i=42\"", "?i=24\"", 1);
+    let edited = text.replacen("?i=42\"", "?i=24\"", 1);
     assert_ne!(text, edited);
     std::fs::write(&seg, edited).unwrap();
     let bad = rampart(&["audit", "verify", "--config"], &s.config);

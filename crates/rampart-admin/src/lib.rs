@@ -28,7 +28,7 @@ use tokio::sync::watch;
 pub use rampart_http::health::{HealthProbe, MetricsSource, Reason, Severity};
 
 /// What `/healthz` reports: reasons derived from the configuration (replaced on every
-/// reload) plus the draining flag.
+/// reload), the draining flag, and live probes.
 #[derive(Default)]
 pub struct Health {
     draining: AtomicBool,

@@ -182,6 +182,15 @@ pub struct AuditSection {
     pub checkpoint_every_s: Option<u64>,
     pub redact_query_params: Option<Vec<String>>,
     pub retention: Option<Retention>,
+    /// The checkpoint origin line (default `rampart/audit`).
+    pub origin: Option<String>,
+    /// A segment is closed past this size or age.
+    pub segment_max_bytes: Option<u64>,
+    pub segment_max_age_s: Option<u64>,
+    /// How long a request waits for its record to be written.
+    pub write_timeout_ms: Option<u64>,
+    /// HMAC key for keyed pseudonymization of `subject` and `client_ip`.
+    pub pseudonymize_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -654,14 +663,41 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
             "checkpoint_every_s",
             "redact_query_params",
             "retention",
+            "origin",
+            "segment_max_bytes",
+            "segment_max_age_s",
+            "write_timeout_ms",
+            "pseudonymize_key",
         ],
     )?;
     let mut a = AuditSection {
         on_failure: on_failure(cx, &t, "on_failure"),
         checkpoint_every_records: cx.opt_u64(&t, "checkpoint_every_records", 1, 100_000_000),
         checkpoint_every_s: cx.opt_u64(&t, "checkpoint_every_s", 1, 86_400),
+        segment_max_bytes: cx.opt_u64(&t, "segment_max_bytes", 4096, 1 << 40),
+        segment_max_age_s: cx.opt_u64(&t, "segment_max_age_s", 1, 36_500 * 86_400),
+        write_timeout_ms: cx.opt_u64(&t, "write_timeout_ms", 1, 600_000),
+        pseudonymize_key: cx.opt_secret(&t, "pseudonymize_key", false),
         ..AuditSection::default()
     };
+    if let Some(i) = t.get("origin")
+        && let Some(s) = cx.str_of(i, "audit.origin")
+    {
+        if s.is_empty() || s.chars().any(char::is_control) {
+            cx.error(i, "audit.origin", "must be one non-empty line");
+        } else {
+            a.origin = Some(s);
+        }
+    }
+    if let (Some(k), Some(i)) = (&a.pseudonymize_key, t.get("pseudonymize_key"))
+        && k.len() < 32
+    {
+        cx.error(
+            i,
+            "audit.pseudonymize_key",
+            "a pseudonymization key must be at least 32 bytes",
+        );
+    }
     if let Some(i) = t.get("dir")
         && let Some(s) = cx.str_of(i, "audit.dir")
     {

@@ -42,6 +42,16 @@ pub trait HealthProbe: Send + Sync + 'static {
     fn reasons(&self, out: &mut Vec<Reason>);
 }
 
+/// A closure answering at most one reason is a probe too.
+impl<F> HealthProbe for F
+where
+    F: Fn() -> Option<Reason> + Send + Sync + 'static,
+{
+    fn reasons(&self, out: &mut Vec<Reason>) {
+        out.extend(self());
+    }
+}
+
 /// A source of extra metric families in the Prometheus text format (0.0.4). Label values
 /// must come from configuration or fixed sets, never from client input.
 pub trait MetricsSource: Send + Sync + 'static {

@@ -21,6 +21,7 @@
 
 mod authorize;
 pub mod body;
+mod boxed;
 pub mod forwarded;
 pub mod health;
 mod layers;
@@ -38,6 +39,7 @@ use http::header::HeaderName;
 
 pub use authorize::{Authorize, AuthorizeLayer};
 pub use body::{BodyLimitTripped, BoxError, LimitedBody, RespBody, empty, full};
+pub use boxed::{BoxStack, BoxStackFuture};
 pub use layers::*;
 pub use metrics::GatewayMetrics;
 pub use problem::{AuthFailure, Challenge, Reject};

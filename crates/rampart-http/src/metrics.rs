@@ -84,6 +84,66 @@ pub struct GatewayMetrics {
     pub tls_handshake_failures: AtomicU64,
     pub config_reloads_ok: AtomicU64,
     pub config_reloads_failed: AtomicU64,
+    /// Updated by the audit stage and its writer (`rampart-audit`).
+    pub audit: AuditCounters,
+}
+
+/// Audit-trail counters (all zero when `[audit]` is not configured).
+#[derive(Debug, Default)]
+pub struct AuditCounters {
+    /// Records in the file.
+    pub written: AtomicU64,
+    /// Records that could not be made durable (write error, queue full, timeout).
+    pub failed: AtomicU64,
+    /// Responses replaced by 503 `audit_unavailable` (`on_failure = "deny"`).
+    pub denied: AtomicU64,
+    /// Responses served without a record (`on_failure = "allow"`).
+    pub unaudited: AtomicU64,
+    /// Signed checkpoints published.
+    pub checkpoints: AtomicU64,
+    /// `fdatasync` failures (records acknowledged but maybe not on disk).
+    pub fsync_errors: AtomicU64,
+}
+
+impl AuditCounters {
+    fn encode(&self, out: &mut String) {
+        header(
+            out,
+            "rampart_audit_records_total",
+            "counter",
+            "Audit records, by result (written: in the file; failed: could not be made durable).",
+        );
+        let _ = writeln!(
+            out,
+            "rampart_audit_records_total{{result=\"written\"}} {}\nrampart_audit_records_total{{result=\"failed\"}} {}",
+            self.written.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed)
+        );
+        counter(
+            out,
+            "rampart_audit_denied_total",
+            "Responses replaced by 503 because their audit record could not be written (on_failure = deny).",
+            self.denied.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "rampart_audit_unaudited_total",
+            "Responses served without an audit record (on_failure = allow).",
+            self.unaudited.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "rampart_audit_checkpoints_total",
+            "Signed audit checkpoints published.",
+            self.checkpoints.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "rampart_audit_fsync_errors_total",
+            "Audit segment fdatasync failures.",
+            self.fsync_errors.load(Ordering::Relaxed),
+        );
+    }
 }
 
 /// The route label used for requests that matched no route.
@@ -245,6 +305,7 @@ impl GatewayMetrics {
             self.config_reloads_ok.load(Ordering::Relaxed),
             self.config_reloads_failed.load(Ordering::Relaxed)
         );
+        self.audit.encode(out);
     }
 }
 

@@ -48,6 +48,9 @@ pub enum Reject {
     GatewayTimeout,
     /// The gateway is draining or over capacity.
     Unavailable,
+    /// The audit record of this request could not be made durable and
+    /// `audit.on_failure = "deny"`.
+    AuditUnavailable,
     /// A bug: logged with the request id, answered with a bare 500.
     Internal,
 }
@@ -102,6 +105,7 @@ impl Reject {
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +129,7 @@ impl Reject {
             Self::BadGateway => "upstream_unavailable",
             Self::GatewayTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -155,6 +160,7 @@ impl Reject {
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
             Self::Unavailable => "Service unavailable",
+            Self::AuditUnavailable => "Service unavailable",
             Self::Internal => "Internal server error",
         }
     }
@@ -181,6 +187,9 @@ impl Reject {
             Self::BadGateway => "The upstream service could not be reached.".into(),
             Self::GatewayTimeout => "The request did not complete in time.".into(),
             Self::Unavailable => "The gateway is not accepting requests right now.".into(),
+            Self::AuditUnavailable => {
+                "The request could not be recorded in the audit log, so it was not served.".into()
+            }
             Self::Internal => "An internal error occurred.".into(),
         }
     }

@@ -6,10 +6,13 @@
 
 mod admin_api;
 mod apikey;
+mod audit;
+mod audit_writer;
 mod auth;
 mod check;
 mod demo;
 mod echo;
+mod keys;
 mod lint;
 mod logging;
 mod revoke;
@@ -116,6 +119,12 @@ enum Command {
         after_help = "Example:\n  rampart sbom > rampart.cdx.json\n\nEvery crate linked into the binary, with its licence, SHA-256 checksum and pkg:cargo purl; metadata.component is rampart itself."
     )]
     Sbom,
+    /// Ed25519 signing keyring: active key + retained public keys, fingerprints.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// The audit trail: verify chain, tree and checkpoints; follow; retention; proofs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -162,6 +171,8 @@ fn main() -> ExitCode {
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
         Command::Apikey(cmd) => apikey::run(cmd),
         Command::Revoke(args) => revoke::run(args),
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     ExitCode::from(code)
 }

@@ -173,11 +173,16 @@ pub async fn serve(
             return 2;
         }
     };
-    let gw = match Gateway::new(
+    let Ok(audit) = crate::audit_writer::start(&cfg, &metrics, &health) else {
+        tracing::error!("audit log cannot be opened; not starting");
+        return 2;
+    };
+    let gw = match Gateway::with_audit(
         cfg,
         Arc::clone(&metrics),
         Some(sink),
         auth.verifiers.clone(),
+        audit.clone(),
     ) {
         Ok(g) => g,
         Err(e) => {
@@ -261,6 +266,9 @@ pub async fn serve(
         );
     } else {
         tracing::info!("drained");
+    }
+    if let Some(a) = audit {
+        crate::audit_writer::stop(a).await;
     }
     let _ = admin_tx.send(true);
     0

@@ -325,11 +325,33 @@ fn connection_cap_closes_excess_connections() {
 #[test]
 fn fail_open_choices_are_visible_in_healthz_and_metrics() {
     let up = Upstream::start();
+    // [audit] opens a real audit log: it needs a data root and a signing key.
+    let dir = private_dir("failopen");
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     let cfg = format!(
-        "{}\n[rate_limit]\non_backend_error = \"allow\"\n\n[audit]\non_failure = \"allow\"\n",
+        "{}\n[rate_limit]\non_backend_error = \"allow\"\n\n[audit]\non_failure = \"allow\"\n\n[signing]\nprovider = \"file\"\n",
         base_config(up.addr, "")
+    )
+    .replacen(
+        "[server]\n",
+        &format!(
+            "[server]\ndata_dir = \"{0}\"\nallowed_data_roots = [\"{0}\"]\n",
+            data.display()
+        ),
+        1,
     );
-    let gw = Gateway::start(&cfg);
+    let path = dir.join("rampart.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let keys = std::process::Command::new(bin())
+        .args(["keys", "generate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(keys.status.success());
+    let gw = Gateway::spawn(dir, path).unwrap();
     let h = gw.admin_get("/healthz");
     assert_eq!(h.status, 200, "{}", h.text());
     let v = h.json();

@@ -1,0 +1,351 @@
+//! The record codec and the hash chain.
+//!
+//! A record is one JSON line whose members come in a fixed order (DESIGN.md §6):
+//! `seq, ts, request_id, subject, tenant, auth, client_ip, method, route, path, status,
+//! decision, reason, latency_us, prev, hash`. The *canonical bytes* are the line up to
+//! and including `prev`, closed with `}`; `hash` = SHA-256(prev ‖ canonical bytes), hex.
+//! A line is accepted only when re-encoding its parsed values gives back exactly its
+//! bytes, so every record has one spelling and a changed byte changes its hash.
+//! `seq` counts from 0 and is also the record's leaf index in the Merkle tree, whose leaf
+//! data is the whole line without its newline.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+/// A SHA-256 value.
+pub type Hash = [u8; 32];
+
+/// `prev` of the first record.
+pub const GENESIS: Hash = [0u8; 32];
+
+/// Longest record line accepted by the reader (the writer cuts fields well below it).
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Longest `path` kept (characters); longer ones are cut and marked with `…`.
+pub const MAX_PATH: usize = 2048;
+const MAX_FIELD: usize = 256;
+
+/// What the gateway knows about one finished request: everything but `seq`, `ts` and
+/// the chain, which the writer assigns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub request_id: Option<String>,
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    pub auth: String,
+    pub client_ip: Option<String>,
+    pub method: String,
+    pub route: Option<String>,
+    pub path: String,
+    pub status: u16,
+    pub decision: String,
+    pub reason: String,
+    pub latency_us: u64,
+}
+
+/// A parsed, chained record.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub seq: u64,
+    pub ts: String,
+    pub request_id: Option<String>,
+    pub subject: Option<String>,
+    pub tenant: Option<String>,
+    pub auth: String,
+    pub client_ip: Option<String>,
+    pub method: String,
+    pub route: Option<String>,
+    pub path: String,
+    pub status: u16,
+    pub decision: String,
+    pub reason: String,
+    pub latency_us: u64,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// Why a line is not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not a record: {0}")]
+    Syntax(String),
+    #[error("not in canonical form")]
+    NotCanonical,
+    #[error("line longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("`prev` or `hash` is not 64 hex digits")]
+    BadHex,
+}
+
+/// Encodes one record line (with its trailing newline) into `out` and returns its hash.
+pub fn encode(out: &mut Vec<u8>, seq: u64, ts: &str, e: &Entry, prev: &Hash) -> Hash {
+    let mut s = canonical(seq, ts, e, prev);
+    let hash = chain_hash(prev, s.as_bytes());
+    s.pop();
+    s.push_str(",\"hash\":\"");
+    push_hex(&mut s, &hash);
+    s.push_str("\"}\n");
+    out.extend_from_slice(s.as_bytes());
+    hash
+}
+
+/// The canonical bytes: the line up to and including `prev`, closed with `}`.
+fn canonical(seq: u64, ts: &str, e: &Entry, prev: &Hash) -> String {
+    let mut s = String::with_capacity(384);
+    let _ = write!(s, "{{\"seq\":{seq}");
+    s.push_str(",\"ts\":");
+    push_str(&mut s, ts, MAX_FIELD);
+    s.push_str(",\"request_id\":");
+    push_opt(&mut s, e.request_id.as_deref());
+    s.push_str(",\"subject\":");
+    push_opt(&mut s, e.subject.as_deref());
+    s.push_str(",\"tenant\":");
+    push_opt(&mut s, e.tenant.as_deref());
+    s.push_str(",\"auth\":");
+    push_str(&mut s, &e.auth, MAX_FIELD);
+    s.push_str(",\"client_ip\":");
+    push_opt(&mut s, e.client_ip.as_deref());
+    s.push_str(",\"method\":");
+    push_str(&mut s, &e.method, MAX_FIELD);
+    s.push_str(",\"route\":");
+    push_opt(&mut s, e.route.as_deref());
+    s.push_str(",\"path\":");
+    push_str(&mut s, &e.path, MAX_PATH);
+    let _ = write!(s, ",\"status\":{}", e.status);
+    s.push_str(",\"decision\":");
+    push_str(&mut s, &e.decision, MAX_FIELD);
+    s.push_str(",\"reason\":");
+    push_str(&mut s, &e.reason, MAX_FIELD);
+    let _ = write!(s, ",\"latency_us\":{}", e.latency_us);
+    s.push_str(",\"prev\":\"");
+    push_hex(&mut s, prev);
+    s.push_str("\"}");
+    s
+}
+
+/// SHA-256(prev ‖ canonical bytes).
+pub fn chain_hash(prev: &Hash, canonical: &[u8]) -> Hash {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(prev);
+    ctx.update(canonical);
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(ctx.finish().as_ref()) {
+        *o = *b;
+    }
+    out
+}
+
+/// A parsed line with the values the verifier needs.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub record: Record,
+    pub prev: Hash,
+    /// The hash written in the line.
+    pub stated_hash: Hash,
+    /// The hash recomputed from `prev` and the canonical bytes.
+    pub computed_hash: Hash,
+}
+
+/// Parses one line (without its newline), requiring canonical form.
+pub fn parse(line: &[u8]) -> Result<Parsed, RecordError> {
+    if line.len() > MAX_LINE {
+        return Err(RecordError::TooLong);
+    }
+    let record: Record =
+        serde_json::from_slice(line).map_err(|e| RecordError::Syntax(e.to_string()))?;
+    let prev = unhex(&record.prev).ok_or(RecordError::BadHex)?;
+    let stated_hash = unhex(&record.hash).ok_or(RecordError::BadHex)?;
+    let entry = Entry {
+        request_id: record.request_id.clone(),
+        subject: record.subject.clone(),
+        tenant: record.tenant.clone(),
+        auth: record.auth.clone(),
+        client_ip: record.client_ip.clone(),
+        method: record.method.clone(),
+        route: record.route.clone(),
+        path: record.path.clone(),
+        status: record.status,
+        decision: record.decision.clone(),
+        reason: record.reason.clone(),
+        latency_us: record.latency_us,
+    };
+    let mut expected = canonical(record.seq, &record.ts, &entry, &prev);
+    let computed_hash = chain_hash(&prev, expected.as_bytes());
+    expected.pop();
+    expected.push_str(",\"hash\":\"");
+    expected.push_str(&record.hash);
+    expected.push_str("\"}");
+    if expected.as_bytes() != line {
+        return Err(RecordError::NotCanonical);
+    }
+    Ok(Parsed {
+        record,
+        prev,
+        stated_hash,
+        computed_hash,
+    })
+}
+
+fn push_opt(s: &mut String, v: Option<&str>) {
+    match v {
+        Some(v) => push_str(s, v, MAX_FIELD),
+        None => s.push_str("null"),
+    }
+}
+
+/// JSON string with the one escaping the codec accepts: `\"`, `\\` and `\u00XX` for
+/// control characters. At most `max` characters are kept (a cut value ends in `…`).
+fn push_str(s: &mut String, v: &str, max: usize) {
+    s.push('"');
+    let cut = v.chars().nth(max).is_some();
+    for (i, c) in v.chars().enumerate() {
+        if cut && i + 1 >= max {
+            s.push('…');
+            break;
+        }
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+}
+
+pub fn push_hex(s: &mut String, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for x in b {
+        for n in [x >> 4, x & 15] {
+            s.push(char::from(HEX.get(usize::from(n)).copied().unwrap_or(b'0')));
+        }
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    push_hex(&mut s, b);
+    s
+}
+
+/// Lower-case hex of exactly 32 bytes.
+pub fn unhex(s: &str) -> Option<Hash> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = nibble(*b.get(2 * i)?)?;
+        let lo = nibble(*b.get(2 * i + 1)?)?;
+        *o = (hi << 4) | lo;
+    }
+    Some(out)
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            request_id: Some("abc".into()),
+            subject: None,
+            tenant: Some("t1".into()),
+            auth: "none".into(),
+            client_ip: Some("127.0.0.1".into()),
+            method: "GET".into(),
+            route: Some("r".into()),
+            path: "/a?token=REDACTED".into(),
+            status: 200,
+            decision: "allow".into(),
+            reason: "forwarded".into(),
+            latency_us: 12,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_chain() {
+        let mut out = Vec::new();
+        let h0 = encode(
+            &mut out,
+            0,
+            "2026-01-01T00:00:00.000000Z",
+            &entry(),
+            &GENESIS,
+        );
+        let line = &out[..out.len() - 1];
+        let p = parse(line).unwrap();
+        assert_eq!(p.computed_hash, h0);
+        assert_eq!(p.stated_hash, h0);
+        assert_eq!(p.prev, GENESIS);
+        assert_eq!(p.record.status, 200);
+        let text = std::str::from_utf8(line).unwrap();
+        assert!(text.starts_with("{\"seq\":0,\"ts\":"));
+        assert!(text.contains(",\"latency_us\":12,\"prev\":\"0000"));
+    }
+
+    #[test]
+    fn edited_value_changes_hash_and_respelling_is_refused() {
+        let mut out = Vec::new();
+        let h = encode(&mut out, 3, "t", &entry(), &GENESIS);
+        let line = String::from_utf8(out[..out.len() - 1].to_vec()).unwrap();
+        let edited = line.replace("\"status\":200", "\"status\":201");
+        let p = parse(edited.as_bytes()).unwrap();
+        assert_eq!(p.stated_hash, h);
+        assert_ne!(p.computed_hash, h);
+        // Same values, other spelling: refused.
+        let spaced = line.replace("\"status\":200", "\"status\": 200");
+        assert_eq!(
+            parse(spaced.as_bytes()).unwrap_err(),
+            RecordError::NotCanonical
+        );
+        let escaped = line.replace("\"abc\"", "\"\\u0061bc\"");
+        assert_eq!(
+            parse(escaped.as_bytes()).unwrap_err(),
+            RecordError::NotCanonical
+        );
+        let extra = line.replace("{\"seq\"", "{\"x\":1,\"seq\"");
+        assert!(parse(extra.as_bytes()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_entry_round_trips(
+            rid in proptest::option::of(".{0,40}"),
+            sub in proptest::option::of("\\PC{0,40}"),
+            path in ".{0,300}",
+            status in 100u16..600,
+            lat in any::<u64>(),
+            seq in any::<u64>(),
+        ) {
+            let e = Entry { request_id: rid, subject: sub, path, status, latency_us: lat, ..entry() };
+            let mut out = Vec::new();
+            let h = encode(&mut out, seq, "ts", &e, &GENESIS);
+            let p = parse(&out[..out.len() - 1]).unwrap();
+            prop_assert_eq!(p.computed_hash, h);
+            prop_assert_eq!(p.stated_hash, h);
+            prop_assert_eq!(p.record.seq, seq);
+        }
+
+        #[test]
+        fn parser_never_panics(b in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&b);
+        }
+    }
+}

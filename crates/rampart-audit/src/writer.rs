@@ -1,0 +1,638 @@
+//! The writer: one dedicated thread owns the segment file, the chain and the Merkle
+//! tree. Requests hand it an [`Entry`] through a bounded queue and wait for its ack.
+//!
+//! Group commit: the thread takes everything queued (up to `max_batch`), encodes it,
+//! writes it with one `write(2)`, acks every record of the batch, then `fdatasync`s
+//! before taking the next batch. A record is therefore in the file (safe from a killed
+//! process) before its response leaves, and on disk (safe from a power loss) at most one
+//! batch later. A failed write is rolled back (the file is cut to its last good length)
+//! and every record of the batch is answered with an error, so nothing is half-chained.
+//!
+//! Checkpoints are signed after the fsync that makes their records durable, every
+//! `checkpoint_every_records` records or `checkpoint_every` (when records arrived), and
+//! at shutdown.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rampart_crypto::Keyring;
+use rampart_http::GatewayMetrics;
+use tokio::sync::oneshot;
+
+use crate::merkle::{CompactRange, leaf_hash};
+use crate::note::{self, Checkpoint};
+use crate::record::{self, Entry, GENESIS, Hash};
+use crate::segment::{self, CheckpointEntry, LineReader, Tier};
+use crate::{AuditError, danger};
+
+/// Writer settings (from `[audit]`).
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// The audit directory (created 0750 under the data root when missing).
+    pub dir: PathBuf,
+    /// The checkpoint origin line.
+    pub origin: String,
+    pub checkpoint_every_records: u64,
+    pub checkpoint_every: Duration,
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    /// Bound on queued records; a full queue past the request's deadline is a failure.
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+    /// Test-only failure injection.
+    pub fault: Option<danger::FaultInjection>,
+}
+
+impl WriterConfig {
+    pub fn new(dir: impl Into<PathBuf>, origin: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            origin: origin.into(),
+            checkpoint_every_records: 1000,
+            checkpoint_every: Duration::from_secs(10),
+            segment_max_bytes: 64 * 1024 * 1024,
+            segment_max_age: Duration::from_secs(86_400),
+            queue_capacity: 65_536,
+            max_batch: 4096,
+            fault: None,
+        }
+    }
+}
+
+/// Why a record was not written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("the audit queue stayed full past the deadline")]
+    QueueFull,
+    #[error("the audit write failed: {0}")]
+    Io(String),
+    #[error("no ack from the audit writer before the deadline")]
+    Timeout,
+    #[error("the audit writer has stopped")]
+    Closed,
+}
+
+type Ack = oneshot::Sender<Result<u64, AppendError>>;
+
+// Records go by value through the queue: boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Record(Entry, Ack),
+    Checkpoint(std::sync::mpsc::Sender<Result<Option<Checkpoint>, String>>),
+    Shutdown(std::sync::mpsc::Sender<Result<Option<Checkpoint>, String>>),
+}
+
+struct Shared {
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    join: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A cheap handle to the writer thread (clone it into every pipeline).
+#[derive(Clone)]
+pub struct AuditHandle {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AuditHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditHandle").finish_non_exhaustive()
+    }
+}
+
+/// What start-up found.
+#[derive(Debug, Clone, Default)]
+pub struct StartReport {
+    pub records: u64,
+    pub segments: usize,
+    /// Bytes of a torn last record that were cut off.
+    pub truncated_bytes: u64,
+}
+
+impl AuditHandle {
+    /// Recovers the log in `cfg.dir` (replays the chain and the tree, cuts a torn last
+    /// line) and starts the writer thread. A broken chain refuses the start: run
+    /// `rampart audit verify` to find the break.
+    pub fn start(
+        cfg: WriterConfig,
+        keyring: Arc<Keyring>,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Result<(Self, StartReport), AuditError> {
+        let (state, report) = State::recover(cfg, keyring, metrics)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(state.cfg.queue_capacity);
+        let shared = Arc::new(Shared {
+            failing: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+            join: Mutex::new(None),
+        });
+        let s2 = Arc::clone(&shared);
+        let join = std::thread::Builder::new()
+            .name("rampart-audit".into())
+            .spawn(move || state.run(&rx, &s2))
+            .map_err(|e| AuditError::Io {
+                path: "audit writer thread".into(),
+                source: e,
+            })?;
+        if let Ok(mut j) = shared.join.lock() {
+            *j = Some(join);
+        }
+        Ok((Self { tx, shared }, report))
+    }
+
+    /// Queues `e` without waiting; the receiver yields its `seq` once it is in the file.
+    /// A full queue hands `e` back (no allocation) so the caller can retry.
+    #[allow(clippy::result_large_err)]
+    pub fn submit(
+        &self,
+        e: Entry,
+    ) -> Result<oneshot::Receiver<Result<u64, AppendError>>, (Entry, AppendError)> {
+        let (ack, rx) = oneshot::channel();
+        match self.tx.try_send(Msg::Record(e, ack)) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(Msg::Record(e, _))) => Err((e, AppendError::QueueFull)),
+            Err(TrySendError::Disconnected(Msg::Record(e, _))) => Err((e, AppendError::Closed)),
+            Err(_) => Err((Entry::default(), AppendError::Closed)),
+        }
+    }
+
+    /// Appends `e` and waits until it is in the file, at most `timeout` in all.
+    pub async fn append(&self, e: Entry, timeout: Duration) -> Result<u64, AppendError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut e = e;
+        let rx = loop {
+            match self.submit(e) {
+                Ok(rx) => break rx,
+                Err((back, AppendError::QueueFull)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(AppendError::QueueFull);
+                    }
+                    e = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((_, err)) => return Err(err),
+            }
+        };
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(AppendError::Closed),
+            Err(_) => Err(AppendError::Timeout),
+        }
+    }
+
+    /// Whether the last write failed (a `warn` health reason).
+    pub fn is_failing(&self) -> bool {
+        self.shared.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Signs a checkpoint now (if records arrived since the last one).
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.tx
+            .send(Msg::Checkpoint(tx))
+            .map_err(|_| "writer stopped".to_owned())?;
+        rx.recv().map_err(|_| "writer stopped".to_owned())?
+    }
+
+    /// Writes what is queued, fsyncs, signs the shutdown checkpoint and stops the
+    /// thread. Blocking: call it from a blocking context.
+    pub fn shutdown(&self) -> Result<Option<Checkpoint>, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.tx
+            .send(Msg::Shutdown(tx))
+            .map_err(|_| "writer already stopped".to_owned())?;
+        let r = rx.recv().map_err(|_| "writer stopped".to_owned())?;
+        if let Ok(mut j) = self.shared.join.lock()
+            && let Some(j) = j.take()
+        {
+            let _ = j.join();
+        }
+        r
+    }
+}
+
+struct State {
+    cfg: WriterConfig,
+    keyring: Arc<Keyring>,
+    metrics: Arc<GatewayMetrics>,
+    file: File,
+    seg_first: u64,
+    /// Length of the segment up to the last good write.
+    seg_len: u64,
+    seg_opened: Instant,
+    /// A failed write may have left bytes past `seg_len`.
+    dirty: bool,
+    next_seq: u64,
+    prev: Hash,
+    tree: CompactRange,
+    last_cp_size: u64,
+    last_cp_at: Instant,
+    fault_bytes: u64,
+    buf: Vec<u8>,
+    ts: String,
+}
+
+pub(crate) fn create_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(false)
+            .mode(0o750)
+            .create(dir)?;
+    }
+    Ok(())
+}
+
+fn open_segment(dir: &Path, first: u64) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(dir.join(segment::segment_name(first)))?;
+    sync_dir(dir);
+    Ok(f)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl State {
+    fn recover(
+        cfg: WriterConfig,
+        keyring: Arc<Keyring>,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Result<(Self, StartReport), AuditError> {
+        let dir = cfg.dir.clone();
+        create_dir(&dir).map_err(|e| io_err(&dir, e))?;
+        let segs = segment::list_segments(&dir).map_err(|e| io_err(&dir, e))?;
+        let mut report = StartReport {
+            segments: segs.len(),
+            ..StartReport::default()
+        };
+        let (mut next_seq, mut prev, mut tree) = match crate::retention::latest_prune(&dir)? {
+            Some(p) => (p.below, p.prev, p.range),
+            None => (0, GENESIS, CompactRange::new()),
+        };
+        let last_idx = segs.len().saturating_sub(1);
+        for (i, seg) in segs.iter().enumerate() {
+            let mut r = LineReader::open(seg).map_err(|e| io_err(&seg.path, e))?;
+            let mut good_len = 0u64;
+            while let Some(line) = r.next_line() {
+                let line = line.map_err(|e| io_err(&seg.path, e))?;
+                if !line.complete {
+                    if i == last_idx && seg.tier == Tier::Hot {
+                        let f = OpenOptions::new()
+                            .write(true)
+                            .open(&seg.path)
+                            .map_err(|e| io_err(&seg.path, e))?;
+                        f.set_len(good_len).map_err(|e| io_err(&seg.path, e))?;
+                        f.sync_all().map_err(|e| io_err(&seg.path, e))?;
+                        report.truncated_bytes = line.bytes.len() as u64;
+                        tracing::warn!(
+                            segment = %seg.path.display(),
+                            bytes = line.bytes.len(),
+                            "audit: cut a torn last record (a crash during its write; it was never acknowledged)"
+                        );
+                        break;
+                    }
+                    return Err(AuditError::Broken {
+                        seq: next_seq,
+                        what: format!("{}: torn record inside the log", seg.path.display()),
+                    });
+                }
+                let p = record::parse(&line.bytes).map_err(|e| AuditError::Broken {
+                    seq: next_seq,
+                    what: format!("{}: {e}", seg.path.display()),
+                })?;
+                if p.record.seq != next_seq || p.prev != prev || p.computed_hash != p.stated_hash {
+                    return Err(AuditError::Broken {
+                        seq: next_seq,
+                        what: format!("{}: the chain does not continue here", seg.path.display()),
+                    });
+                }
+                prev = p.stated_hash;
+                tree.push(leaf_hash(&line.bytes));
+                next_seq += 1;
+                good_len = line.offset + line.bytes.len() as u64 + 1;
+            }
+        }
+        report.records = next_seq;
+        let mut last_cp_size = 0;
+        for (_, e) in segment::read_checkpoints(&dir).map_err(|e| io_err(&dir, e))? {
+            if let Ok(e) = e {
+                last_cp_size = last_cp_size.max(e.size);
+            }
+        }
+        if last_cp_size > next_seq {
+            return Err(AuditError::Broken {
+                seq: next_seq,
+                what: format!(
+                    "a signed checkpoint covers {last_cp_size} records but only {next_seq} are present"
+                ),
+            });
+        }
+        let (file, seg_first, seg_len) = match segs.last() {
+            Some(s) if s.tier == Tier::Hot => {
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(&s.path)
+                    .map_err(|e| io_err(&s.path, e))?;
+                let len = f.metadata().map_err(|e| io_err(&s.path, e))?.len();
+                (f, s.first_seq, len)
+            }
+            _ => (
+                open_segment(&dir, next_seq).map_err(|e| io_err(&dir, e))?,
+                next_seq,
+                0,
+            ),
+        };
+        Ok((
+            Self {
+                cfg,
+                keyring,
+                metrics,
+                file,
+                seg_first,
+                seg_len,
+                seg_opened: Instant::now(),
+                dirty: false,
+                next_seq,
+                prev,
+                tree,
+                last_cp_size,
+                last_cp_at: Instant::now(),
+                fault_bytes: 0,
+                buf: Vec::with_capacity(1 << 20),
+                ts: String::with_capacity(32),
+            },
+            report,
+        ))
+    }
+
+    fn run(mut self, rx: &Receiver<Msg>, shared: &Shared) {
+        let mut batch: Vec<(Entry, Ack)> = Vec::with_capacity(self.cfg.max_batch);
+        loop {
+            let wait = self
+                .cfg
+                .checkpoint_every
+                .saturating_sub(self.last_cp_at.elapsed())
+                .max(Duration::from_millis(5));
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.finish();
+                    return;
+                }
+            };
+            let mut control = None;
+            if let Some(m) = first {
+                match m {
+                    Msg::Record(e, a) => batch.push((e, a)),
+                    other => control = Some(other),
+                }
+            }
+            while control.is_none() && batch.len() < self.cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Record(e, a)) => batch.push((e, a)),
+                    Ok(other) => control = Some(other),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                let r = self.write_batch(&mut batch);
+                shared.failing.store(r.is_err(), Ordering::Relaxed);
+                if let Err(e) = r
+                    && let Ok(mut l) = shared.last_error.lock()
+                {
+                    *l = Some(e);
+                }
+            }
+            let pending = self.tree.size().saturating_sub(self.last_cp_size);
+            let why = if pending >= self.cfg.checkpoint_every_records {
+                Some("records")
+            } else if pending > 0 && self.last_cp_at.elapsed() >= self.cfg.checkpoint_every {
+                Some("interval")
+            } else {
+                None
+            };
+            if let Some(why) = why
+                && let Err(e) = self.checkpoint(why)
+            {
+                tracing::error!(error = %e, "audit: cannot write a checkpoint");
+            }
+            match control {
+                Some(Msg::Checkpoint(reply)) => {
+                    let _ = reply.send(self.checkpoint("manual"));
+                }
+                Some(Msg::Shutdown(reply)) => {
+                    // Records queued behind the shutdown message are written too.
+                    while let Ok(Msg::Record(e, a)) = rx.try_recv() {
+                        batch.push((e, a));
+                    }
+                    if !batch.is_empty() {
+                        let _ = self.write_batch(&mut batch);
+                    }
+                    let _ = reply.send(self.finish());
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<Option<Checkpoint>, String> {
+        // A shutdown checkpoint is written even when nothing changed since the last
+        // one, so a verifier can tell a clean stop from a dropped tail.
+        self.write_checkpoint("shutdown")
+    }
+
+    fn checkpoint(&mut self, why: &str) -> Result<Option<Checkpoint>, String> {
+        if self.tree.size() == self.last_cp_size && why != "manual" {
+            return Ok(None);
+        }
+        self.write_checkpoint(why)
+    }
+
+    fn write_checkpoint(&mut self, why: &str) -> Result<Option<Checkpoint>, String> {
+        self.file.sync_data().map_err(|e| e.to_string())?;
+        let cp = Checkpoint {
+            origin: self.cfg.origin.clone(),
+            size: self.tree.size(),
+            root: self.tree.root(),
+            extensions: Vec::new(),
+        };
+        let active = self.keyring.active();
+        let text = note::sign(&cp.body(), active.public(), |m| self.keyring.sign(m));
+        let entry = CheckpointEntry {
+            size: cp.size,
+            ts: now_rfc3339(),
+            key_id: active.key_id().to_owned(),
+            fingerprint: active.public().fingerprint().to_owned(),
+            why: why.to_owned(),
+            note: text.clone(),
+        };
+        append_json_line(&self.cfg.dir.join(segment::CHECKPOINTS), &entry)
+            .map_err(|e| e.to_string())?;
+        write_atomic(&self.cfg.dir.join(segment::LATEST), text.as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.last_cp_size = cp.size;
+        self.last_cp_at = Instant::now();
+        self.metrics
+            .audit
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(Some(cp))
+    }
+
+    fn maybe_rotate(&mut self) -> std::io::Result<()> {
+        if self.next_seq == self.seg_first
+            || (self.seg_len < self.cfg.segment_max_bytes
+                && self.seg_opened.elapsed() < self.cfg.segment_max_age)
+        {
+            return Ok(());
+        }
+        self.file.sync_data()?;
+        let f = open_segment(&self.cfg.dir, self.next_seq)?;
+        self.file = f;
+        self.seg_first = self.next_seq;
+        self.seg_len = 0;
+        self.seg_opened = Instant::now();
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<(Entry, Ack)>) -> Result<(), String> {
+        let n = batch.len() as u64;
+        let result = self.write_batch_inner(batch);
+        match &result {
+            Ok(first) => {
+                for (i, (_, ack)) in batch.drain(..).enumerate() {
+                    let _ = ack.send(Ok(first + i as u64));
+                }
+                self.metrics.audit.written.fetch_add(n, Ordering::Relaxed);
+                // Durable against power loss before the next batch is taken.
+                if let Err(e) = self.file.sync_data() {
+                    tracing::error!(error = %e, "audit: fdatasync failed");
+                    self.metrics
+                        .audit
+                        .fsync_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(format!("fdatasync: {e}"));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, records = n, "audit: write failed; records refused");
+                for (_, ack) in batch.drain(..) {
+                    let _ = ack.send(Err(AppendError::Io(msg.clone())));
+                }
+                self.metrics.audit.failed.fetch_add(n, Ordering::Relaxed);
+                Err(msg)
+            }
+        }
+    }
+
+    /// Returns the seq of the batch's first record.
+    fn write_batch_inner(&mut self, batch: &[(Entry, Ack)]) -> std::io::Result<u64> {
+        if self.dirty {
+            self.file.set_len(self.seg_len)?;
+            self.dirty = false;
+        }
+        self.maybe_rotate()?;
+        self.buf.clear();
+        let first = self.next_seq;
+        let mut prev = self.prev;
+        let mut seq = first;
+        let mut leaves = Vec::with_capacity(batch.len());
+        for (e, _) in batch {
+            self.ts.clear();
+            rampart_http::push_rfc3339(&mut self.ts, SystemTime::now());
+            let start = self.buf.len();
+            prev = record::encode(&mut self.buf, seq, &self.ts, e, &prev);
+            let end = self.buf.len().saturating_sub(1);
+            leaves.push(leaf_hash(self.buf.get(start..end).unwrap_or(&[])));
+            seq += 1;
+        }
+        if let Err(e) = self.write_all() {
+            self.dirty = true;
+            return Err(e);
+        }
+        self.seg_len += self.buf.len() as u64;
+        self.prev = prev;
+        self.next_seq = seq;
+        for l in leaves {
+            self.tree.push(l);
+        }
+        Ok(first)
+    }
+
+    fn write_all(&mut self) -> std::io::Result<()> {
+        if let Some(f) = &self.cfg.fault {
+            let room = f.fail_after_bytes.saturating_sub(self.fault_bytes);
+            if (self.buf.len() as u64) > room {
+                // Like a full disk: part of the batch lands, then ENOSPC.
+                let part = usize::try_from(room).unwrap_or(0);
+                self.file.write_all(self.buf.get(..part).unwrap_or(&[]))?;
+                self.fault_bytes += room;
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            self.fault_bytes += self.buf.len() as u64;
+        }
+        self.file.write_all(&self.buf)
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    let mut s = String::with_capacity(32);
+    rampart_http::push_rfc3339(&mut s, SystemTime::now());
+    s
+}
+
+pub(crate) fn append_json_line<T: serde::Serialize>(path: &Path, v: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)?;
+    f.write_all(&line)?;
+    f.sync_data()
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        sync_dir(d);
+    }
+    Ok(())
+}

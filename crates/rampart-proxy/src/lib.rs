@@ -27,7 +27,6 @@ use rampart_http::{
     RequestIdStage, RouteLayer, RouteStage, Router, Sanitize, SanitizeLayer, SecurityHeaders,
     SecurityHeadersLayer, StageService, Timeout, TimeoutLayer,
 };
-use rampart_ratelimit::{RateLimit, RateLimitLayer};
 use tower_layer::Layer;
 
 pub use forward::{Forward, Upstream, UpstreamClient};
@@ -48,7 +47,7 @@ pub type Pipeline = AccessLog<
                             RouteStage,
                             StageService<
                                 ClientAddrStage,
-                                StageService<Authn, Authorize<RateLimit<BodyLimit<Forward>>>>,
+                                StageService<Authn, Authorize<BodyLimit<Forward>>>,
                             >,
                         >,
                     >,
@@ -73,7 +72,6 @@ pub fn build_pipeline(
     sink: Option<Arc<dyn AccessSink>>,
     client: &UpstreamClient,
     verifiers: &Verifiers,
-    limits: &rampart_ratelimit::Shared,
 ) -> Result<Pipeline, ApplyError> {
     let s = &cfg.server;
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
@@ -88,8 +86,6 @@ pub fn build_pipeline(
     // Body limit last before forwarding: it needs the permit's route, and a refused
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
-    // Rate limit on the permit's identity and route tier, before any body is read.
-    let svc = RateLimitLayer::new(cfg.later.rate_limit.as_ref(), limits).layer(svc);
     // The permit the forwarding stage demands is made here and nowhere else.
     let svc = AuthorizeLayer::new().layer(svc);
     // Authentication after the route match (public routes skip it) and the client
@@ -120,8 +116,6 @@ pub struct Gateway {
     sink: Option<Arc<dyn AccessSink>>,
     client: UpstreamClient,
     verifiers: ArcSwap<Verifiers>,
-    /// Rate limit budgets and counters survive reloads.
-    limits: Arc<rampart_ratelimit::Shared>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -154,8 +148,7 @@ impl Gateway {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
-        let limits = rampart_ratelimit::Shared::new();
-        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client, &verifiers, &limits)?;
+        let pipeline = build_pipeline(&cfg, &metrics, sink.clone(), &client, &verifiers)?;
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
             tls: ArcSwap::from_pointee(tls),
@@ -164,17 +157,11 @@ impl Gateway {
             sink,
             client,
             verifiers: ArcSwap::from_pointee(verifiers),
-            limits,
         }))
     }
 
     pub fn metrics(&self) -> &Arc<GatewayMetrics> {
         &self.metrics
-    }
-
-    /// Rate limit decision counters (`rampart_ratelimit_decisions_total`).
-    pub fn ratelimit_metrics(&self) -> Arc<rampart_ratelimit::RateLimitMetrics> {
-        Arc::clone(&self.limits.metrics)
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -225,7 +212,6 @@ impl Gateway {
             self.sink.clone(),
             &self.client,
             &verifiers,
-            &self.limits,
         )?;
         self.pipeline.store(Arc::new(pipeline));
         self.verifiers.store(Arc::new(verifiers));

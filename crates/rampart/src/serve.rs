@@ -221,7 +221,7 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             health: Arc::clone(&health),
             build: BUILD,
-            sources: vec![auth_metrics, gw.ratelimit_metrics()],
+            sources: vec![auth_metrics],
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));
     }

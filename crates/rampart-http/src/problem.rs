@@ -42,6 +42,13 @@ pub enum Reject {
     /// Authentication cannot decide right now (no JWKS loaded yet, the credential store
     /// is unreachable): 503 with `Retry-After`, never a 401 that would blame the caller.
     AuthUnavailable(&'static str),
+    /// The caller's rate limit (identity or tenant budget) is spent: 429 with
+    /// `Retry-After` in delta-seconds.
+    TooManyRequests {
+        retry_after_s: u64,
+    },
+    /// The rate limiter's backend cannot decide and `on_backend_error = "deny"`.
+    RateLimitUnavailable,
     /// Upstream could not be reached (connect error, reset before a response).
     BadGateway,
     /// The request did not complete within `server.request_timeout_ms`.
@@ -102,6 +109,8 @@ impl Reject {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -126,6 +135,8 @@ impl Reject {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::AuthUnavailable(_) => "auth_unavailable",
+            Self::TooManyRequests { .. } => "rate_limited",
+            Self::RateLimitUnavailable => "ratelimit_unavailable",
             Self::BadGateway => "upstream_unavailable",
             Self::GatewayTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
@@ -157,6 +168,8 @@ impl Reject {
             Self::PayloadTooLarge => "Payload too large",
             Self::Unauthenticated(_) => "Authentication required",
             Self::AuthUnavailable(_) => "Authentication unavailable",
+            Self::TooManyRequests { .. } => "Too many requests",
+            Self::RateLimitUnavailable => "Rate limiting unavailable",
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
             Self::Unavailable => "Service unavailable",
@@ -183,6 +196,12 @@ impl Reject {
             }
             Self::AuthUnavailable(_) => {
                 "Credentials cannot be checked right now; retry later.".into()
+            }
+            Self::TooManyRequests { .. } => {
+                "The request rate limit is exhausted; retry after the indicated delay.".into()
+            }
+            Self::RateLimitUnavailable => {
+                "The rate limit cannot be checked right now; retry later.".into()
             }
             Self::BadGateway => "The upstream service could not be reached.".into(),
             Self::GatewayTimeout => "The request did not complete in time.".into(),
@@ -241,8 +260,13 @@ impl Reject {
             Self::Unauthenticated(f) => {
                 h.insert(header::WWW_AUTHENTICATE, f.challenge.header_value());
             }
-            Self::AuthUnavailable(_) => {
+            Self::AuthUnavailable(_) | Self::RateLimitUnavailable => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::TooManyRequests { retry_after_s } => {
+                if let Ok(v) = HeaderValue::from_str(itoa::Buffer::new().format(*retry_after_s)) {
+                    h.insert(header::RETRY_AFTER, v);
+                }
             }
             Self::BadHost
             | Self::HostMismatch
@@ -317,6 +341,14 @@ mod tests {
         assert_eq!(v["request_id"], "abc-123");
         assert!(v["type"].as_str().unwrap().ends_with("method_not_allowed"));
         assert!(v["title"].is_string() && v["detail"].is_string());
+    }
+
+    #[test]
+    fn too_many_requests_has_retry_after() {
+        let resp = Reject::TooManyRequests { retry_after_s: 7 }.into_response(None);
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "7");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
     }
 
     #[test]

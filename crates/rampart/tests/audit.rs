@@ -285,7 +285,8 @@ fn one_record_per_request_any_outcome_and_no_secrets() {
         }
     }
     assert_eq!(recs[2]["decision"], "deny");
-    assert_eq!(recs[2]["reason"], "unauthenticated");
+    // The precise authentication reason reaches the audit record (never the client).
+    assert_eq!(recs[2]["reason"], "missing_credentials");
     assert_eq!(recs[0]["path"], "/status?token=REDACTED&x=1");
     // No secret anywhere in the data root (audit, checkpoints, keys) or the logs.
     let mut files = Vec::new();

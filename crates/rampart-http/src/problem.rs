@@ -42,6 +42,10 @@ pub enum Reject {
     /// Authentication cannot decide right now (no JWKS loaded yet, the credential store
     /// is unreachable): 503 with `Retry-After`, never a 401 that would blame the caller.
     AuthUnavailable(&'static str),
+    /// The caller is authenticated but the route's policy (scopes, tenant) refuses it.
+    /// The client sees one generic detail; the fixed reason code (`missing_scope`,
+    /// `tenant_mismatch`, `no_tenant`, ...) goes to logs, metrics and the audit record.
+    Forbidden(&'static str),
     /// Upstream could not be reached (connect error, reset before a response).
     BadGateway,
     /// The request did not complete within `server.request_timeout_ms`.
@@ -99,6 +103,7 @@ impl Reject {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -122,6 +127,7 @@ impl Reject {
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::AuthUnavailable(_) => "auth_unavailable",
+            Self::Forbidden(_) => "forbidden",
             Self::BadGateway => "upstream_unavailable",
             Self::GatewayTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
@@ -134,7 +140,7 @@ impl Reject {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthenticated(f) => f.reason,
-            Self::AuthUnavailable(r) => r,
+            Self::AuthUnavailable(r) | Self::Forbidden(r) => r,
             _ => self.code(),
         }
     }
@@ -152,6 +158,7 @@ impl Reject {
             Self::PayloadTooLarge => "Payload too large",
             Self::Unauthenticated(_) => "Authentication required",
             Self::AuthUnavailable(_) => "Authentication unavailable",
+            Self::Forbidden(_) => "Forbidden",
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
             Self::Unavailable => "Service unavailable",
@@ -178,6 +185,7 @@ impl Reject {
             Self::AuthUnavailable(_) => {
                 "Credentials cannot be checked right now; retry later.".into()
             }
+            Self::Forbidden(_) => "The caller is not allowed to access this route.".into(),
             Self::BadGateway => "The upstream service could not be reached.".into(),
             Self::GatewayTimeout => "The request did not complete in time.".into(),
             Self::Unavailable => "The gateway is not accepting requests right now.".into(),

@@ -4,8 +4,8 @@
 //! Exit codes: 0 success, 1 findings or verification failure, 2 usage or configuration
 //! error.
 
-mod auth;
 mod apikey;
+mod auth;
 mod check;
 mod demo;
 mod echo;

@@ -207,7 +207,6 @@ mod tests {
             tier: None,
             scopes: vec![],
             any_scopes: vec![],
-            any_scopes: vec![],
             allow_path_params: false,
             allow_fragment: false,
             allow_wildcard: false,

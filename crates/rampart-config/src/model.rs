@@ -92,7 +92,10 @@ pub struct RouteConfig {
     pub public: bool,
     pub max_body_bytes: Option<u64>,
     pub tier: Option<String>,
+    /// Every one of these must be held.
     pub scopes: Vec<String>,
+    /// At least one of these must be held (when not empty).
+    pub any_scopes: Vec<String>,
     /// Allow `;` path parameters in this route's paths.
     pub allow_path_params: bool,
     /// Allow (and drop) a `#fragment` in the request target.

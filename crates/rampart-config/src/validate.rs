@@ -65,6 +65,7 @@ const ROUTE_KEYS: &[&str] = &[
     "max_body_bytes",
     "tier",
     "scopes",
+    "any_scopes",
     "allow_path_params",
     "allow_fragment",
     "allow_wildcard",
@@ -749,29 +750,44 @@ fn routes(
                 s
             }
         };
-        let mut scopes = Vec::new();
-        if let Some(list) = cx.opt_str_list(&t, "scopes") {
+        let mut scope_lists = [Vec::new(), Vec::new()];
+        for (key, scopes) in ["scopes", "any_scopes"].into_iter().zip(&mut scope_lists) {
+            let Some(list) = cx.opt_str_list(&t, key) else {
+                ok &= t.get(key).is_none();
+                continue;
+            };
             for (si, (s, i)) in list.into_iter().enumerate() {
                 if scope_token(&s) {
                     scopes.push(s);
                 } else {
                     cx.error(
                         i,
-                        &format!("{path}.scopes[{si}]"),
+                        &format!("{path}.{key}[{si}]"),
                         format!("`{s}` is not a scope (no spaces, quotes or backslashes)"),
                     );
                     ok = false;
                 }
             }
+            if public
+                && !scopes.is_empty()
+                && let Some(i) = t.get(key)
+            {
+                cx.error(
+                    i,
+                    &t.key(key),
+                    "a public route is not authenticated, so it cannot require scopes",
+                );
+                ok = false;
+            }
         }
-        if public
-            && !scopes.is_empty()
-            && let Some(i) = t.get("scopes")
-        {
-            cx.error(
-                i,
-                &t.key("scopes"),
-                "a public route is not authenticated, so it cannot require scopes",
+        let [scopes, any_scopes] = scope_lists;
+        if cx.profile == Profile::Prod && !public && scopes.is_empty() && any_scopes.is_empty() {
+            cx.error_code(
+                e,
+                &path,
+                "profile",
+                "profile \"prod\" refuses a non-public route without `scopes` or `any_scopes`: \
+                 name the scopes a caller needs (or set `public = true`)",
             );
             ok = false;
         }
@@ -806,6 +822,7 @@ fn routes(
             max_body_bytes,
             tier,
             scopes,
+            any_scopes,
             allow_path_params,
             allow_fragment,
             allow_wildcard,

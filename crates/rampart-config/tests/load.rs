@@ -1019,3 +1019,46 @@ fn later_section_values() {
     diag(&e, "auth.jwt.allowed_algs[0]");
     diag(&e, "auth.jwt.jwks_backoff_ms");
 }
+
+// ---- route scopes (authorization) -------------------------------------------------------
+
+#[test]
+fn prod_refuses_a_non_public_route_without_scopes() {
+    let text = prod(
+        "",
+        "\n[[routes]]\nid = \"open\"\npath = \"/open\"\nupstream = \"app\"\nmethods = [\"GET\"]\n",
+    );
+    let e = errors(&text);
+    let d = diag(&e, "routes[1]");
+    assert_eq!(d.code, "profile");
+    assert_eq!(d.file, "cfg.toml");
+    // Points at the route's `[[routes]]` header.
+    let line = text.lines().position(|l| l == "id = \"open\"").unwrap();
+    assert_eq!(text.lines().nth(line - 1), Some("[[routes]]"));
+    assert_eq!(d.line, Some(line), "{d}");
+    assert!(d.message.contains("any_scopes"), "{d}");
+    // any_scopes alone, or public, satisfies it; dev only needs authentication.
+    load(&prod("", "\n[[routes]]\nid = \"open\"\npath = \"/open\"\nupstream = \"app\"\nany_scopes = [\"a\", \"b\"]\n")).unwrap();
+    load(&prod(
+        "",
+        "\n[[routes]]\nid = \"open\"\npath = \"/open\"\nupstream = \"app\"\npublic = true\n",
+    ))
+    .unwrap();
+    load(&dev(
+        "\n[[routes]]\nid = \"open\"\npath = \"/open\"\nupstream = \"app\"\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn any_scopes_is_a_list_of_scopes() {
+    let c = load(&dev("any_scopes = [\"metrics\", \"audit\"]\n")).unwrap();
+    assert_eq!(c.routes[0].any_scopes, ["metrics", "audit"]);
+    assert!(c.routes[0].scopes.is_empty());
+    let e = errors(&dev("any_scopes = [\"has space\"]\n"));
+    diag(&e, "routes[0].any_scopes[0]");
+    let e = errors(&dev("any_scopes = \"metrics\"\n"));
+    diag(&e, "routes[0].any_scopes");
+    let e = errors(&dev("public = true\nany_scopes = [\"metrics\"]\n"));
+    assert!(diag(&e, "routes[0].any_scopes").message.contains("public"));
+}

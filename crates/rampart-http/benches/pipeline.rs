@@ -38,6 +38,25 @@ impl Service<Authorized<LimitedBody<Empty<Bytes>>>> for Answer {
     }
 }
 
+/// Every bench route is public; anything else is refused.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl rampart_http::RoutePolicy for PublicOnly {
+    fn check(
+        &self,
+        _: &rampart_http::Identity,
+        route: &rampart_http::Route,
+        _: &rampart_http::Params,
+    ) -> Result<rampart_http::Grant, &'static str> {
+        if route.config.public {
+            Ok(rampart_http::Grant::default())
+        } else {
+            Err("not_public")
+        }
+    }
+}
+
 fn route(id: &str, path: &str) -> RouteConfig {
     RouteConfig {
         id: id.into(),
@@ -48,6 +67,7 @@ fn route(id: &str, path: &str) -> RouteConfig {
         max_body_bytes: None,
         tier: None,
         scopes: vec![],
+        any_scopes: vec![],
         allow_path_params: false,
         allow_fragment: false,
         allow_wildcard: false,
@@ -77,7 +97,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let svc = BodyLimitLayer::new(1 << 20).layer(Answer);
-    let svc = AuthorizeLayer::new().layer(svc);
+    let svc = AuthorizeLayer::new(Arc::new(PublicOnly)).layer(svc);
     let svc = ClientAddrLayer::new(vec![]).layer(svc);
     let svc = RouteLayer::new(Arc::clone(&router)).layer(svc);
     let svc = HostLayer::new(vec!["api.example.com".into()]).layer(svc);

@@ -7,8 +7,16 @@
 //! writer of `Arc<Identity>` into a request's extensions (the listener and every earlier
 //! stage never insert one), and the route match.
 //!
-//! Route policy (scopes, roles, tenancy) plugs in here as the authorization issue
-//! builds it; today a permit follows from a route being `public` or from an identity.
+//! The decision itself (scopes, roles, tenancy) is a [`RoutePolicy`] handed to the
+//! layer; `rampart-authz` provides the one rampart uses. The layer stays here, beside
+//! the private fields of [`Permit`], so that the permit is still made in this file and
+//! nowhere else: a policy can only answer "granted, with these effective scopes" or
+//! "refused, for this reason"; it never holds a `Permit` itself. Whoever assembles the
+//! stack chooses the policy, exactly as they choose every other layer.
+//!
+//! The policy is asked afresh for every request, on the route this request matched:
+//! no decision is cached, so a credential allowed on one route is checked again on every
+//! other.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,18 +28,43 @@ use tower_service::Service;
 
 use crate::layers::{Resp, Stage, StageFuture};
 use crate::problem::{AuthFailure, Challenge};
-use crate::{Authorized, Identity, Permit, Reject, RequestId, RouteMatch};
+use crate::router::Params;
+use crate::{Authorized, Identity, Permit, Reject, RequestId, Route, RouteMatch};
+
+/// What a [`RoutePolicy`] granted: the scopes the caller effectively holds on this
+/// request (its own plus those its roles map to), which the [`Permit`] carries and the
+/// forwarding stage sends as `x-rampart-scopes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub scopes: Vec<String>,
+}
+
+/// Decides whether `identity` may use `route`. Pure: no I/O, no state between calls.
+/// A refusal is a fixed reason code for logs and metrics (`missing_scope`,
+/// `tenant_mismatch`, ...); the client only ever sees a generic 403.
+pub trait RoutePolicy: std::fmt::Debug + Send + Sync + 'static {
+    fn check(
+        &self,
+        identity: &Identity,
+        route: &Route,
+        params: &Params,
+    ) -> Result<Grant, &'static str>;
+}
 
 /// Makes the [`Permit`]: public routes get the anonymous identity, every other route
-/// needs the identity the authentication stage inserted.
-#[derive(Debug, Clone, Default)]
+/// needs the identity the authentication stage inserted; then the policy decides.
+#[derive(Debug, Clone)]
 pub struct AuthorizeLayer {
     stage: Arc<AuthorizeStage>,
+    policy: Arc<dyn RoutePolicy>,
 }
 
 impl AuthorizeLayer {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(policy: Arc<dyn RoutePolicy>) -> Self {
+        Self {
+            stage: Arc::new(AuthorizeStage),
+            policy,
+        }
     }
 }
 
@@ -41,6 +74,7 @@ impl<S> Layer<S> for AuthorizeLayer {
         Authorize {
             inner,
             stage: Arc::clone(&self.stage),
+            policy: Arc::clone(&self.policy),
         }
     }
 }
@@ -49,6 +83,7 @@ impl<S> Layer<S> for AuthorizeLayer {
 pub struct Authorize<S> {
     inner: S,
     stage: Arc<AuthorizeStage>,
+    policy: Arc<dyn RoutePolicy>,
 }
 
 /// Copies the caller's identity onto the response, for the access log and audit.
@@ -78,11 +113,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let found = req.extensions_mut().remove::<Arc<Identity>>();
         let Some(m) = req.extensions().get::<RouteMatch>() else {
             return StageFuture::reject(Reject::Internal, req.extensions().get::<RequestId>());
         };
         let route = Arc::clone(&m.route);
-        let identity = match req.extensions_mut().remove::<Arc<Identity>>() {
+        let identity = match found {
             Some(id) => id,
             None if route.config.public => Arc::new(Identity::anonymous()),
             None => {
@@ -95,9 +131,20 @@ where
                 );
             }
         };
+        let grant = match self.policy.check(&identity, &route, &m.params) {
+            Ok(g) => g,
+            Err(reason) => {
+                let mut resp =
+                    Reject::Forbidden(reason).into_response(req.extensions().get::<RequestId>());
+                // The access log and audit still learn who was refused.
+                resp.extensions_mut().insert(identity);
+                return StageFuture::Now { resp: Some(resp) };
+            }
+        };
         let permit = Permit {
             identity: Arc::clone(&identity),
             route,
+            scopes: grant.scopes,
         };
         StageFuture::Inner {
             fut: self.inner.call(Authorized {

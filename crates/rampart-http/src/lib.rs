@@ -37,7 +37,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use http::header::HeaderName;
 
-pub use authorize::{Authorize, AuthorizeLayer};
+pub use authorize::{Authorize, AuthorizeLayer, Grant, RoutePolicy};
 pub use body::{BodyLimitTripped, BoxError, LimitedBody, RespBody, empty, full};
 pub use boxed::{BoxStack, BoxStackFuture};
 pub use layers::*;
@@ -180,6 +180,7 @@ impl Identity {
 pub struct Permit {
     identity: Arc<Identity>,
     route: Arc<Route>,
+    scopes: Vec<String>,
 }
 
 impl Permit {
@@ -191,6 +192,11 @@ impl Permit {
     }
     pub fn route(&self) -> &Arc<Route> {
         &self.route
+    }
+    /// The scopes the policy found the caller holding on this route (its own and those
+    /// its roles map to): what the upstream is told in `x-rampart-scopes`.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
     }
 }
 

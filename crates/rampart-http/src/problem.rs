@@ -49,6 +49,10 @@ pub enum Reject {
     },
     /// The rate limiter's backend cannot decide and `on_backend_error = "deny"`.
     RateLimitUnavailable,
+    /// The caller is authenticated but the route's policy (scopes, tenant) refuses it.
+    /// The client sees one generic detail; the fixed reason code (`missing_scope`,
+    /// `tenant_mismatch`, `no_tenant`, ...) goes to logs, metrics and the audit record.
+    Forbidden(&'static str),
     /// Upstream could not be reached (connect error, reset before a response).
     BadGateway,
     /// The request did not complete within `server.request_timeout_ms`.
@@ -111,6 +115,7 @@ impl Reject {
             Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -137,6 +142,7 @@ impl Reject {
             Self::AuthUnavailable(_) => "auth_unavailable",
             Self::TooManyRequests { .. } => "rate_limited",
             Self::RateLimitUnavailable => "ratelimit_unavailable",
+            Self::Forbidden(_) => "forbidden",
             Self::BadGateway => "upstream_unavailable",
             Self::GatewayTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
@@ -150,7 +156,7 @@ impl Reject {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthenticated(f) => f.reason,
-            Self::AuthUnavailable(r) => r,
+            Self::AuthUnavailable(r) | Self::Forbidden(r) => r,
             _ => self.code(),
         }
     }
@@ -170,6 +176,7 @@ impl Reject {
             Self::AuthUnavailable(_) => "Authentication unavailable",
             Self::TooManyRequests { .. } => "Too many requests",
             Self::RateLimitUnavailable => "Rate limiting unavailable",
+            Self::Forbidden(_) => "Forbidden",
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
             Self::Unavailable => "Service unavailable",
@@ -203,6 +210,7 @@ impl Reject {
             Self::RateLimitUnavailable => {
                 "The rate limit cannot be checked right now; retry later.".into()
             }
+            Self::Forbidden(_) => "The caller is not allowed to access this route.".into(),
             Self::BadGateway => "The upstream service could not be reached.".into(),
             Self::GatewayTimeout => "The request did not complete in time.".into(),
             Self::Unavailable => "The gateway is not accepting requests right now.".into(),

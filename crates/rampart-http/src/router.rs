@@ -64,6 +64,13 @@ impl Params {
     }
 }
 
+/// For policies tested (or embedded) without a router.
+impl FromIterator<(String, String)> for Params {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
 /// What routing decided.
 #[derive(Debug)]
 pub enum RouteOutcome {
@@ -199,6 +206,7 @@ mod tests {
             max_body_bytes: None,
             tier: None,
             scopes: vec![],
+            any_scopes: vec![],
             allow_path_params: false,
             allow_fragment: false,
             allow_wildcard: false,

@@ -304,8 +304,9 @@ impl Added {
             .tenant
             .as_deref()
             .and_then(|s| HeaderValue::from_str(s).ok());
-        if !id.scopes.is_empty() {
-            out.scopes = HeaderValue::from_str(&id.scopes.join(" ")).ok();
+        // The scopes the policy granted (roles mapped), not the raw credential's.
+        if !permit.scopes().is_empty() {
+            out.scopes = HeaderValue::from_str(&permit.scopes().join(" ")).ok();
         }
         out
     }

@@ -92,7 +92,9 @@ pub fn build_pipeline(
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
     // The permit the forwarding stage demands is made here and nowhere else.
-    let svc = AuthorizeLayer::new().layer(svc);
+    let policy =
+        rampart_authz::Policy::new(rampart_authz::Rbac::from_config(cfg.later.rbac.as_ref()));
+    let svc = AuthorizeLayer::new(Arc::new(policy)).layer(svc);
     // Authentication after the route match (public routes skip it) and the client
     // address (identity headers count only from trusted proxies).
     let svc = AuthnLayer::from_stage(Authn::new(cfg, verifiers.clone())?).layer(svc);

@@ -83,7 +83,7 @@ pub fn dev(extra: &str) -> String {
 /// A minimal valid prod config (loopback, trusted host); `server_extra` goes in [server].
 pub fn prod(server_extra: &str, extra: &str) -> String {
     format!(
-        "profile = \"prod\"\n[server]\ntrusted_hosts = [\"api.example.com\"]\n{server_extra}\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n\n[[routes]]\nid = \"r\"\npath = \"/r\"\nupstream = \"app\"\n{extra}"
+        "profile = \"prod\"\n[server]\ntrusted_hosts = [\"api.example.com\"]\n{server_extra}\n[upstreams.app]\nurl = \"http://127.0.0.1:3000\"\n\n[[routes]]\nid = \"r\"\npath = \"/r\"\nupstream = \"app\"\nscopes = [\"jobs\"]\n{extra}"
     )
 }
 

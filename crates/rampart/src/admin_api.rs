@@ -72,7 +72,11 @@ struct AddRevocation {
 
 impl Inner {
     /// The caller, if it may use the admin API; else the refusal.
-    fn caller(&self, req: &Request<Bytes>, peer: SocketAddr) -> Result<Identity, AdminResponse> {
+    fn caller(
+        &self,
+        req: &Request<Bytes>,
+        peer: SocketAddr,
+    ) -> Result<Identity, Box<AdminResponse>> {
         let mut probe = Request::new(());
         *probe.headers_mut() = req.headers().clone();
         probe.extensions_mut().insert(ConnInfo {
@@ -82,22 +86,22 @@ impl Inner {
         });
         match self.authn.authenticate(&probe) {
             Ok(id) if is_admin(&id) => Ok(id),
-            Ok(id) if id.is_anonymous() => Err(unauthenticated()),
-            Ok(_) => Err(admin_problem(
+            Ok(id) if id.is_anonymous() => Err(Box::new(unauthenticated())),
+            Ok(_) => Err(Box::new(admin_problem(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "The admin scope is required.",
-            )),
+            ))),
             Err((method, reject)) => {
                 self.authn.metrics().failure(method, reject.reason());
-                Err(match reject {
+                Err(Box::new(match reject {
                     Reject::AuthUnavailable(_) => admin_problem(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "auth_unavailable",
                         "Credentials cannot be checked right now; retry later.",
                     ),
                     _ => unauthenticated(),
-                })
+                }))
             }
         }
     }
@@ -112,7 +116,7 @@ impl Inner {
         }
         let caller = match self.caller(&req, peer) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match *req.method() {
             Method::GET => match self.revocations.list().await {

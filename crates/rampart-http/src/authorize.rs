@@ -62,7 +62,9 @@ pub struct AuthorizeLayer {
 impl AuthorizeLayer {
     pub fn new(policy: Arc<dyn RoutePolicy>) -> Self {
         Self {
-            stage: Arc::new(AuthorizeStage),
+            stage: Arc::new(AuthorizeStage {
+                anonymous: Arc::new(Identity::anonymous()),
+            }),
             policy,
         }
     }
@@ -87,13 +89,16 @@ pub struct Authorize<S> {
 }
 
 /// Copies the caller's identity onto the response, for the access log and audit.
-#[derive(Debug, Default)]
-pub struct AuthorizeStage;
+#[derive(Debug)]
+pub struct AuthorizeStage {
+    /// Shared by every request on a public route (no allocation per request).
+    anonymous: Arc<Identity>,
+}
 
 impl Stage for AuthorizeStage {
     type State = Arc<Identity>;
     fn on_request<B>(&self, _req: &mut Request<B>) -> Result<Self::State, Reject> {
-        Ok(Arc::new(Identity::anonymous()))
+        Ok(Arc::clone(&self.anonymous))
     }
     fn on_response(&self, identity: Arc<Identity>, resp: &mut Resp) {
         resp.extensions_mut().insert(identity);
@@ -120,7 +125,7 @@ where
         let route = Arc::clone(&m.route);
         let identity = match found {
             Some(id) => id,
-            None if route.config.public => Arc::new(Identity::anonymous()),
+            None if route.config.public => Arc::clone(&self.stage.anonymous),
             None => {
                 return StageFuture::reject(
                     Reject::Unauthenticated(AuthFailure {

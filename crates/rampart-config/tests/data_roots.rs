@@ -49,7 +49,7 @@ fn codes(r: &rampart_config::CheckReport) -> Vec<&'static str> {
 
 #[test]
 fn good_root_passes() {
-    let Some(dir) = clean_dir("good") else { return };
+    let dir = clean_dir("good");
     let root = dir.join("data");
     std::fs::create_dir(&root).unwrap();
     chmod(&root, 0o750);
@@ -79,9 +79,7 @@ fn good_root_passes() {
 
 #[test]
 fn missing_root_is_refused_and_never_created() {
-    let Some(dir) = clean_dir("missing") else {
-        return;
-    };
+    let dir = clean_dir("missing");
     let root = dir.join("missing");
     let err = check_data_root(&root).unwrap_err();
     assert!(matches!(err, DataRootError::Missing { .. }), "{err}");
@@ -96,7 +94,7 @@ fn missing_root_is_refused_and_never_created() {
 
 #[test]
 fn open_mode_is_refused() {
-    let Some(dir) = clean_dir("mode") else { return };
+    let dir = clean_dir("mode");
     let root = dir.join("data");
     std::fs::create_dir(&root).unwrap();
     for mode in [0o777, 0o770, 0o751, 0o754] {
@@ -152,9 +150,7 @@ fn root_under_tmp_fails_the_ancestor_check() {
 
 #[test]
 fn writable_ancestor_in_the_middle() {
-    let Some(dir) = clean_dir("ancestor") else {
-        return;
-    };
+    let dir = clean_dir("ancestor");
     let mid = dir.join("mid");
     let root = mid.join("data");
     std::fs::create_dir_all(&root).unwrap();
@@ -176,9 +172,7 @@ fn root_owned_by_another_user_is_refused() {
         eprintln!("skipping: chown to another user needs root");
         return;
     }
-    let Some(dir) = clean_dir("owner") else {
-        return;
-    };
+    let dir = clean_dir("owner");
     let root = dir.join("data");
     std::fs::create_dir(&root).unwrap();
     chmod(&root, 0o750);
@@ -206,9 +200,7 @@ fn root_owned_by_another_user_is_refused() {
 
 #[test]
 fn symlinked_root_is_refused() {
-    let Some(dir) = clean_dir("symlink") else {
-        return;
-    };
+    let dir = clean_dir("symlink");
     let real = dir.join("real");
     std::fs::create_dir(&real).unwrap();
     chmod(&real, 0o700);
@@ -239,9 +231,7 @@ fn symlinked_root_is_refused() {
 
 #[test]
 fn data_dir_must_be_under_an_allowed_root() {
-    let Some(dir) = clean_dir("outside") else {
-        return;
-    };
+    let dir = clean_dir("outside");
     let root = dir.join("data");
     std::fs::create_dir(&root).unwrap();
     chmod(&root, 0o750);
@@ -278,9 +268,7 @@ fn data_dir_must_be_under_an_allowed_root() {
 
 #[test]
 fn check_reports_secret_file_mode_with_exit_1() {
-    let Some(dir) = clean_dir("secret") else {
-        return;
-    };
+    let dir = clean_dir("secret");
     let cert = dir.join("tls.crt");
     let key = dir.join("tls.key");
     write(&cert, PEM_CERT, 0o644);
@@ -325,9 +313,7 @@ fn check_reports_secret_file_mode_with_exit_1() {
 
 #[test]
 fn config_errors_exit_2_and_data_roots_still_checked() {
-    let Some(dir) = clean_dir("exit2") else {
-        return;
-    };
+    let dir = clean_dir("exit2");
     let missing = dir.join("missing");
     let text =
         roots_config(Some(&missing), &[&missing]).replace("[server]", "[server]\nlistne = \"x\"");

@@ -26,10 +26,7 @@ fn forge(id: &str) -> String {
 }
 
 fn setup() -> (ApiKeyCache, Vec<String>, PathBuf) {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-store-bench");
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(&base).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let base = rampart_test_support::private_dir(env!("CARGO_TARGET_TMPDIR"), "bench");
     let pepper = Secret::new(vec![42u8; 32]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

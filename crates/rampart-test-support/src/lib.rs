@@ -1,7 +1,8 @@
 //! Test helpers shared by the crates' tests: a scriptable HTTP server on loopback (a
 //! JWKS / OIDC provider that can rotate keys, go down, be slow, answer garbage, and
 //! count every request, e.g. to prove a URL was never fetched), test signing keys for
-//! every JWS algorithm rampart verifies, and raw JWS construction (for forged headers).
+//! every JWS algorithm rampart verifies, raw JWS construction (for forged headers), and
+//! private directories that pass the data-root rules wherever the clone sits.
 //!
 //! **Guards against:** nothing; test code only. **Trusts:** aws-lc-rs to generate and
 //! sign. Only loopback addresses are ever bound.
@@ -13,8 +14,11 @@
     clippy::indexing_slicing
 )]
 
+mod dirs;
 mod keys;
 mod server;
+
+pub use dirs::{ancestors_clean, private_dir};
 
 pub use keys::{TestKey, b64url, jws};
 pub use server::{Reply, TestServer};

@@ -2,58 +2,17 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use rampart_config::{Config, ConfigError};
 
 pub const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 pub const PEM_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
 
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// True when no ancestor of `p` is group/world-writable (what the data-root rule needs).
-fn ancestors_clean(p: &Path) -> bool {
-    p.ancestors().all(|a| {
-        std::fs::metadata(a)
-            .map(|m| m.permissions().mode() & 0o022 == 0)
-            .unwrap_or(false)
-    })
-}
-
 /// A fresh owner-only directory whose ancestors are not group/world-writable, so it can
-/// serve as a data root: under the cargo target dir, else under `$HOME/.cache`.
-/// `None` (with a note) when neither qualifies.
-pub fn clean_dir(name: &str) -> Option<PathBuf> {
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let unique = format!("{name}-{}-{n}", std::process::id());
-    let mut bases = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-config-tests")];
-    if let Some(home) = std::env::var_os("HOME") {
-        bases.push(
-            PathBuf::from(home)
-                .join(".cache")
-                .join("rampart-config-tests"),
-        );
-    }
-    for base in bases {
-        if std::fs::create_dir_all(&base).is_err() {
-            continue;
-        }
-        let _ = std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700));
-        let d = base.join(&unique);
-        let _ = std::fs::remove_dir_all(&d);
-        if std::fs::create_dir(&d).is_err() {
-            continue;
-        }
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-        if ancestors_clean(&d) {
-            return Some(d);
-        }
-        let _ = std::fs::remove_dir_all(&d);
-    }
-    eprintln!(
-        "skipping: no directory without group/world-writable ancestors is available for {name}"
-    );
-    None
+/// serve as a data root wherever the repository was cloned (see
+/// `rampart_test_support::private_dir`).
+pub fn clean_dir(name: &str) -> PathBuf {
+    rampart_test_support::private_dir(env!("CARGO_TARGET_TMPDIR"), name)
 }
 
 /// A scratch directory (any location; tempfile under /tmp is fine for non-root checks).

@@ -7,7 +7,6 @@
     clippy::indexing_slicing
 )]
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,15 +31,9 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A data directory that passes the data-root rules (mode 0700 under the target dir).
+/// A data directory that passes the data-root rules wherever the clone sits.
 pub fn private_dir(name: &str) -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-store-it");
-    std::fs::create_dir_all(&base).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let d = base.join(unique(name));
-    std::fs::create_dir(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
+    rampart_test_support::private_dir(env!("CARGO_TARGET_TMPDIR"), name)
 }
 
 pub fn pepper() -> Secret {

@@ -167,57 +167,10 @@ async fn handle(
     Ok(r)
 }
 
-/// True when no ancestor of `p` is group- or world-writable (sticky `/tmp` included):
-/// what the data-root rules of DESIGN.md §6 ask of a data root.
-fn ancestors_clean(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.ancestors().all(|a| {
-        std::fs::symlink_metadata(a)
-            .map(|m| m.permissions().mode() & 0o022 == 0)
-            .unwrap_or(false)
-    })
-}
-
-/// The base for private test directories: the first of the cargo target dir, `$HOME/.cache`
-/// and `/var/lib` whose ancestors pass the data-root rules, so the suite passes from a
-/// clone anywhere (a clone under `/tmp` included: its target dir then fails the rules).
-fn private_base() -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BASE.get_or_init(|| {
-        let mut bases = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rampart-it")];
-        if let Some(home) = std::env::var_os("HOME") {
-            bases.push(PathBuf::from(home).join(".cache").join("rampart-it"));
-        }
-        bases.push(PathBuf::from("/var/lib/rampart-it"));
-        for b in &bases {
-            if std::fs::create_dir_all(b).is_ok()
-                && std::fs::set_permissions(b, std::fs::Permissions::from_mode(0o700)).is_ok()
-                && ancestors_clean(b)
-            {
-                return b.clone();
-            }
-        }
-        panic!("no directory passes the data-root rules among {bases:?}");
-    })
-    .clone()
-}
-
 /// A private directory for test files (mode 0700) that itself passes the data-root
 /// rules wherever the repository was cloned.
 pub fn private_dir(name: &str) -> PathBuf {
-    let d = private_base().join(format!("{name}-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&d).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-    d
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
-    h.finish() % 1_000_000
+    rampart_test_support::private_dir(env!("CARGO_TARGET_TMPDIR"), name)
 }
 
 pub fn bin() -> &'static str {

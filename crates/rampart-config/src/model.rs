@@ -56,7 +56,23 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     pub allowed_data_roots: Vec<PathBuf>,
     pub max_header_bytes: usize,
+    /// Most header fields in one request head (`431` beyond it).
+    pub max_header_count: usize,
+    /// From the first byte of a request head to its end (`408`).
     pub header_read_timeout: Duration,
+    /// Longest silence inside a request body being read from the client (`408`).
+    pub client_body_idle_timeout: Duration,
+    /// Longest silence inside a response body being read from the upstream: the
+    /// client's response is aborted (HTTP/1.1 connection closed short of its length,
+    /// HTTP/2 `RST_STREAM`).
+    pub upstream_body_idle_timeout: Duration,
+    /// Longest time a client may leave written response bytes unread before it is
+    /// dropped.
+    pub client_write_stall_timeout: Duration,
+    /// An HTTP/1.1 connection idle between requests is closed after this long.
+    pub keepalive_idle_timeout: Duration,
+    /// An HTTP/2 connection with no open stream is closed (GOAWAY) after this long.
+    pub h2_idle_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
     /// Default body limit for routes without `max_body_bytes`.

@@ -43,7 +43,13 @@ const SERVER_KEYS: &[&str] = &[
     "data_dir",
     "allowed_data_roots",
     "max_header_bytes",
+    "max_header_count",
     "header_read_timeout_ms",
+    "client_body_idle_timeout_ms",
+    "upstream_body_idle_timeout_ms",
+    "client_write_stall_timeout_ms",
+    "keepalive_idle_timeout_ms",
+    "h2_idle_timeout_ms",
     "request_timeout_ms",
     "max_connections",
     "max_body_bytes",
@@ -105,7 +111,13 @@ pub(crate) fn default_server() -> ServerConfig {
         data_dir: None,
         allowed_data_roots: Vec::new(),
         max_header_bytes: 16384,
+        max_header_count: 100,
         header_read_timeout: Duration::from_millis(5000),
+        client_body_idle_timeout: Duration::from_millis(30_000),
+        upstream_body_idle_timeout: Duration::from_millis(30_000),
+        client_write_stall_timeout: Duration::from_millis(30_000),
+        keepalive_idle_timeout: Duration::from_millis(75_000),
+        h2_idle_timeout: Duration::from_millis(180_000),
         request_timeout: Duration::from_millis(30_000),
         max_connections: 10_000,
         max_body_bytes: 1_048_576,
@@ -277,7 +289,39 @@ fn server(cx: &mut Cx<'_>, item: Option<&Item>, hint: &mut Hint) -> ServerConfig
     if let Some(v) = cx.opt_u64(&t, "max_header_bytes", 1024, 1_048_576) {
         s.max_header_bytes = usize::try_from(v).unwrap_or(s.max_header_bytes);
     }
+    if let Some(v) = cx.opt_u64(&t, "max_header_count", 1, 1000) {
+        s.max_header_count = usize::try_from(v).unwrap_or(s.max_header_count);
+    }
     s.header_read_timeout = ms(cx, &t, "header_read_timeout_ms", 1, s.header_read_timeout);
+    s.client_body_idle_timeout = ms(
+        cx,
+        &t,
+        "client_body_idle_timeout_ms",
+        1,
+        s.client_body_idle_timeout,
+    );
+    s.upstream_body_idle_timeout = ms(
+        cx,
+        &t,
+        "upstream_body_idle_timeout_ms",
+        1,
+        s.upstream_body_idle_timeout,
+    );
+    s.client_write_stall_timeout = ms(
+        cx,
+        &t,
+        "client_write_stall_timeout_ms",
+        1,
+        s.client_write_stall_timeout,
+    );
+    s.keepalive_idle_timeout = ms(
+        cx,
+        &t,
+        "keepalive_idle_timeout_ms",
+        1,
+        s.keepalive_idle_timeout,
+    );
+    s.h2_idle_timeout = ms(cx, &t, "h2_idle_timeout_ms", 1, s.h2_idle_timeout);
     s.request_timeout = ms(cx, &t, "request_timeout_ms", 1, s.request_timeout);
     if let Some(v) = cx.opt_u64(&t, "max_connections", 1, 10_000_000) {
         s.max_connections = usize::try_from(v).unwrap_or(s.max_connections);

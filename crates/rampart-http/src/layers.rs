@@ -255,6 +255,9 @@ pub fn is_rampart_header(name: &[u8]) -> bool {
 #[derive(Debug)]
 pub struct Sanitize {
     max_header_bytes: usize,
+    /// Most header fields per request (HTTP/1 heads are also counted by the listener's
+    /// head gate before parsing; this covers HTTP/2).
+    max_header_count: usize,
     trusted_proxies: Vec<ipnet::IpNet>,
     /// Extra identity headers (from `auth.*`) treated like [`SPOOFABLE`].
     extra_spoofable: Vec<String>,
@@ -270,12 +273,24 @@ impl StageLayer<Sanitize> {
     ) -> Self {
         Self::from_stage(Sanitize {
             max_header_bytes,
+            max_header_count: 100,
             trusted_proxies,
             extra_spoofable: extra_spoofable
                 .into_iter()
                 .map(|s| s.to_ascii_lowercase())
                 .collect(),
         })
+    }
+}
+
+impl StageLayer<Sanitize> {
+    /// Refuses requests with more than `n` header fields (431).
+    #[must_use]
+    pub fn max_header_count(mut self, n: usize) -> Self {
+        if let Some(stage) = Arc::get_mut(&mut self.stage) {
+            stage.max_header_count = n;
+        }
+        self
     }
 }
 
@@ -327,6 +342,13 @@ impl Stage for Sanitize {
     type State = ();
 
     fn on_request<B>(&self, req: &mut Request<B>) -> Result<(), Reject> {
+        if let Some(m) = req
+            .extensions()
+            .get::<crate::RawTarget>()
+            .and_then(|r| r.refused)
+        {
+            return Err(Reject::Protocol(m));
+        }
         let headers = req.headers();
         let mut size = 0usize;
         let mut strip: Vec<HeaderName> = Vec::new();
@@ -353,6 +375,9 @@ impl Stage for Sanitize {
         }
         if size > self.max_header_bytes {
             return Err(Reject::HeadersTooLarge);
+        }
+        if headers.len() > self.max_header_count {
+            return Err(Reject::Protocol(crate::Malformed::TooManyHeaders));
         }
         let headers = req.headers_mut();
         for n in strip {

@@ -42,7 +42,7 @@ pub use body::{BodyLimitTripped, BoxError, LimitedBody, RespBody, empty, full};
 pub use boxed::{BoxStack, BoxStackFuture};
 pub use layers::*;
 pub use metrics::GatewayMetrics;
-pub use problem::{AuthFailure, Challenge, Reject};
+pub use problem::{AuthFailure, Challenge, Malformed, Reject};
 pub use router::{Params, Route, RouteOutcome, Router};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -69,11 +69,14 @@ pub struct TlsInfo {
     pub peer_certificates: Option<Arc<Vec<Bytes>>>,
 }
 
-/// Flags the HTTP/1 listener read from the raw request target, which `http::Uri` would
-/// otherwise hide (it drops a `#fragment` silently).
+/// Flags the HTTP/1 listener read from the raw request head, which `http::Uri` would
+/// otherwise hide (it drops a `#fragment` silently), and the head gate's refusal of a
+/// head hyper never saw (the request the pipeline gets then is a stand-in that only
+/// carries the refusal to the stages that answer, log and count it).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawTarget {
     pub had_fragment: bool,
+    pub refused: Option<Malformed>,
 }
 
 /// The request id, kept from a trusted proxy or minted here.

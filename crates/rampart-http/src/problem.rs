@@ -34,6 +34,14 @@ pub enum Reject {
     MethodNotAllowed(Vec<Method>),
     /// Request header section larger than `server.max_header_bytes`.
     HeadersTooLarge,
+    /// The HTTP/1 head gate refused the request head before it was parsed (see
+    /// [`Malformed`]); the connection is closed after the answer.
+    Protocol(Malformed),
+    /// The client went silent inside its request body for longer than
+    /// `server.client_body_idle_timeout_ms`.
+    ClientBodyTimeout,
+    /// The client's request body framing is broken (a malformed chunk).
+    BadRequestBody,
     /// Body larger than the route's limit.
     PayloadTooLarge,
     /// No authentication mode accepted the request. The client sees one generic detail;
@@ -64,6 +72,79 @@ pub enum Reject {
     AuditUnavailable,
     /// A bug: logged with the request id, answered with a bare 500.
     Internal,
+}
+
+/// Why the HTTP/1 head gate refused a request head (RFC 9112): each maps to one status
+/// and one reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// The request line or a header field does not parse: 400 `malformed_request`.
+    Request,
+    /// More header fields than `server.max_header_count`: 431 `too_many_headers`.
+    TooManyHeaders,
+    /// A head larger than the gate's cap: 431 `head_too_large`.
+    HeadTooLarge,
+    /// A request target longer than the gate's cap: 414 `uri_too_long`.
+    UriTooLong,
+    /// Invalid or conflicting `Content-Length`, both `Content-Length` and
+    /// `Transfer-Encoding`, `chunked` not last or repeated, `Transfer-Encoding` on
+    /// HTTP/1.0: 400 `bad_framing` (RFC 9112 §6.1, §6.3).
+    Framing,
+    /// A transfer coding other than `chunked` (`gzip, chunked`): 501
+    /// `unsupported_transfer_coding` (RFC 9112 §6.1).
+    TransferCoding,
+    /// The head did not arrive within `server.header_read_timeout_ms`: 408
+    /// `header_read_timeout`.
+    HeadTimeout,
+}
+
+impl Malformed {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::Request | Self::Framing => StatusCode::BAD_REQUEST,
+            Self::TooManyHeaders | Self::HeadTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Request => "malformed_request",
+            Self::TooManyHeaders => "too_many_headers",
+            Self::HeadTooLarge => "head_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::Framing => "bad_framing",
+            Self::TransferCoding => "unsupported_transfer_coding",
+            Self::HeadTimeout => "header_read_timeout",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Request => "Malformed request",
+            Self::TooManyHeaders | Self::HeadTooLarge => "Request headers too large",
+            Self::UriTooLong => "Request target too long",
+            Self::Framing => "Bad message framing",
+            Self::TransferCoding => "Transfer coding not implemented",
+            Self::HeadTimeout => "Request timeout",
+        }
+    }
+
+    fn detail(self) -> &'static str {
+        match self {
+            Self::Request => "The request line or a header field is malformed.",
+            Self::TooManyHeaders => "The request has more header fields than allowed.",
+            Self::HeadTooLarge => "The request head exceeds the limit.",
+            Self::UriTooLong => "The request target exceeds the limit.",
+            Self::Framing => "The request body framing is invalid or ambiguous.",
+            Self::TransferCoding => "Only the chunked transfer coding is supported.",
+            Self::HeadTimeout => "The request head did not arrive in time.",
+        }
+    }
 }
 
 /// What the 401's `WWW-Authenticate` says (RFC 6750 §3, RFC 9421 §5.1).
@@ -110,6 +191,9 @@ impl Reject {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Protocol(m) => m.status(),
+            Self::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BadRequestBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -137,6 +221,9 @@ impl Reject {
             Self::NotFound => "route_not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::HeadersTooLarge => "headers_too_large",
+            Self::Protocol(m) => m.code(),
+            Self::ClientBodyTimeout => "client_body_timeout",
+            Self::BadRequestBody => "bad_request_body",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::AuthUnavailable(_) => "auth_unavailable",
@@ -171,6 +258,9 @@ impl Reject {
             Self::NotFound => "Not found",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::HeadersTooLarge => "Request headers too large",
+            Self::Protocol(m) => m.title(),
+            Self::ClientBodyTimeout => "Request timeout",
+            Self::BadRequestBody => "Bad request body",
             Self::PayloadTooLarge => "Payload too large",
             Self::Unauthenticated(_) => "Authentication required",
             Self::AuthUnavailable(_) => "Authentication unavailable",
@@ -197,6 +287,9 @@ impl Reject {
             Self::NotFound => "No route matches this path.".into(),
             Self::MethodNotAllowed(_) => "This route does not accept this method.".into(),
             Self::HeadersTooLarge => "The request header section exceeds the limit.".into(),
+            Self::Protocol(m) => m.detail().into(),
+            Self::ClientBodyTimeout => "The request body did not arrive in time.".into(),
+            Self::BadRequestBody => "The request body framing is malformed.".into(),
             Self::PayloadTooLarge => "The request body exceeds this route's limit.".into(),
             Self::Unauthenticated(_) => {
                 "Valid credentials are required to access this route.".into()
@@ -281,6 +374,9 @@ impl Reject {
             | Self::Path(_)
             | Self::BadTarget
             | Self::HeadersTooLarge
+            | Self::Protocol(_)
+            | Self::ClientBodyTimeout
+            | Self::BadRequestBody
             | Self::PayloadTooLarge => {
                 // The connection may hold unread or hostile bytes: do not reuse it.
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -108,6 +108,7 @@ pub fn build_pipeline(
         s.trusted_proxies.clone(),
         identity_headers(cfg),
     )
+    .max_header_count(s.max_header_count)
     .layer(svc);
     let svc = RequestIdLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = SecurityHeadersLayer::new(&cfg.headers, s.trusted_proxies.clone()).layer(svc);

@@ -18,15 +18,29 @@ use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
 use crate::Gateway;
-use crate::sniff::{Flags, Sniff};
+use crate::sniff::{Flags, Limits, Sniff};
 
 /// Listener limits, fixed for the life of the process.
 #[derive(Debug, Clone)]
 pub struct ListenerSettings {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    pub keepalive_idle_timeout: Duration,
+    pub h2_idle_timeout: Duration,
     pub max_header_bytes: usize,
+    pub max_header_count: usize,
     pub drain_timeout: Duration,
+}
+
+impl ListenerSettings {
+    /// The head gate's limits: a head may be `max_header_bytes` plus a request line.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_head: self.max_header_bytes.saturating_add(8192),
+            max_headers: self.max_header_count,
+            max_target: 8192,
+        }
+    }
 }
 
 impl From<&ServerConfig> for ListenerSettings {
@@ -34,7 +48,10 @@ impl From<&ServerConfig> for ListenerSettings {
         Self {
             max_connections: s.max_connections,
             header_read_timeout: s.header_read_timeout,
+            keepalive_idle_timeout: s.keepalive_idle_timeout,
+            h2_idle_timeout: s.h2_idle_timeout,
             max_header_bytes: s.max_header_bytes,
+            max_header_count: s.max_header_count,
             drain_timeout: s.drain_timeout,
         }
     }
@@ -50,14 +67,18 @@ impl Drop for ConnGuard {
 
 fn builder(s: &ListenerSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    // hyper refuses a head larger than its read buffer with a bare 431; the buffer is a
-    // little larger than the configured cap so the gateway's own 431 (problem+json,
-    // security headers) answers the common case.
-    let buf = (s.max_header_bytes.saturating_add(4096)).max(8192);
+    // hyper refuses a head larger than its read buffer, or with more fields than its
+    // cap, with a bare answer; both sit above the head gate's limits so that the gate
+    // (problem+json, security headers, logged and counted) answers every such head.
+    // The gate times a head from its first byte; hyper's own header timer runs from the
+    // moment it waits for a head, so it is the keep-alive idle deadline.
+    let limits = s.limits();
+    let buf = limits.max_head.saturating_add(8192).max(8192);
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
+        .header_read_timeout(s.keepalive_idle_timeout.max(s.header_read_timeout))
         .keep_alive(true)
+        .max_headers(limits.max_headers.saturating_add(1).max(100))
         .max_buf_size(buf);
     b.http2()
         .timer(TokioTimer::new())
@@ -109,6 +130,7 @@ pub async fn serve(
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
         let hrt = settings.header_read_timeout;
+        let limits = settings.limits();
         let local = local.unwrap_or(peer);
         tokio::spawn(async move {
             let _permit = permit;
@@ -122,7 +144,7 @@ pub async fn serve(
                         tls: None,
                     };
                     let flags = Flags::default();
-                    let io = TokioIo::new(Sniff::new(stream, flags.clone()));
+                    let io = TokioIo::new(Sniff::new(stream, flags.clone(), limits, hrt));
                     serve_conn(gw, &builder, io, info, flags, shutdown).await;
                 }
                 Some(acceptor) => {
@@ -161,7 +183,7 @@ pub async fn serve(
                         tls: Some(Arc::new(info)),
                     };
                     let flags = Flags::default();
-                    let io = TokioIo::new(Sniff::new(tls, flags.clone()));
+                    let io = TokioIo::new(Sniff::new(tls, flags.clone(), limits, hrt));
                     serve_conn(gw, &builder, io, info, flags, shutdown).await;
                 }
             }
@@ -231,9 +253,14 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(self.info.clone());
-        if req.version() <= http::Version::HTTP_11 && self.flags.next_had_fragment() {
-            req.extensions_mut()
-                .insert(RawTarget { had_fragment: true });
+        if req.version() <= http::Version::HTTP_11 {
+            let flag = self.flags.next();
+            if flag.had_fragment || flag.refused.is_some() {
+                req.extensions_mut().insert(RawTarget {
+                    had_fragment: flag.had_fragment,
+                    refused: flag.refused,
+                });
+            }
         }
         let current = self.gw.pipeline_ref();
         match self.cached.try_borrow_mut() {

@@ -71,8 +71,6 @@ pub struct ServerConfig {
     pub client_write_stall_timeout: Duration,
     /// An HTTP/1.1 connection idle between requests is closed after this long.
     pub keepalive_idle_timeout: Duration,
-    /// An HTTP/2 connection with no open stream is closed (GOAWAY) after this long.
-    pub h2_idle_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
     /// Default body limit for routes without `max_body_bytes`.

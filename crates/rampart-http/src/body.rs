@@ -28,6 +28,24 @@ pub fn empty() -> RespBody {
     full(Bytes::new())
 }
 
+/// Why a response body stopped before its end: the reason code the access log and
+/// metrics carry (`upstream_body_timeout`, `truncated`, ...), with the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}: {source}")]
+pub struct StreamEnd {
+    pub reason: &'static str,
+    #[source]
+    pub source: BoxError,
+}
+
+impl StreamEnd {
+    /// The reason of `e` if it is a [`StreamEnd`], else `stream_error`.
+    pub fn reason_of(e: &(dyn std::error::Error + 'static)) -> &'static str {
+        e.downcast_ref::<Self>()
+            .map_or("stream_error", |s| s.reason)
+    }
+}
+
 /// Error yielded by [`LimitedBody`] once the limit would be crossed.
 #[derive(Debug, thiserror::Error)]
 #[error("request body exceeds the limit of {limit} bytes")]

@@ -1103,6 +1103,7 @@ where
             start: Instant::now(),
             facts,
             layer: self.layer.clone(),
+            done: false,
         }
     }
 }
@@ -1116,6 +1117,73 @@ pin_project_lite::pin_project! {
         start: Instant,
         facts: Option<RequestFacts>,
         layer: AccessLogLayer,
+        done: bool,
+    }
+
+    impl<F> PinnedDrop for AccessLogFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.done {
+                // The client went away (an HTTP/2 reset, a closed connection) before any
+                // answer: still one line and one count, with nginx's 499.
+                let line = LineFacts {
+                    request_id: None,
+                    client_ip: None,
+                    route: None,
+                };
+                finish(
+                    this.layer,
+                    this.facts.as_ref(),
+                    &line,
+                    499,
+                    Outcome {
+                        decision: Decision::Allow,
+                        reason: "client_abort",
+                    },
+                    this.start.elapsed(),
+                );
+            }
+        }
+    }
+}
+
+/// What the access-log line takes from the response head.
+struct LineFacts {
+    request_id: Option<HeaderValue>,
+    client_ip: Option<IpAddr>,
+    route: Option<Arc<crate::Route>>,
+}
+
+impl LineFacts {
+    fn of(resp: &Resp) -> Self {
+        Self {
+            request_id: resp.headers().get(X_REQUEST_ID).cloned(),
+            client_ip: resp.extensions().get::<ClientIp>().map(|c| c.0),
+            route: resp
+                .extensions()
+                .get::<MatchedRoute>()
+                .map(|r| Arc::clone(&r.0)),
+        }
+    }
+}
+
+/// Records the request's metrics and writes its line.
+fn finish(
+    layer: &AccessLogLayer,
+    facts: Option<&RequestFacts>,
+    line: &LineFacts,
+    status: u16,
+    outcome: Outcome,
+    elapsed: Duration,
+) {
+    let stats = line
+        .route
+        .as_ref()
+        .map(|r| &r.stats)
+        .unwrap_or_else(|| layer.metrics.unmatched());
+    stats.record(status, outcome.decision, elapsed);
+    if let (Some(sink), Some(facts)) = (&layer.sink, facts) {
+        sink.write_line(&access_line(facts, line, status, outcome, elapsed));
     }
 }
 
@@ -1128,32 +1196,122 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(resp) = std::task::ready!(this.fut.poll(cx));
-        let elapsed = this.start.elapsed();
+        *this.done = true;
         let status = resp.status().as_u16();
-        let outcome = resp
-            .extensions()
-            .get::<Outcome>()
-            .copied()
-            .unwrap_or(Outcome {
-                decision: Decision::Allow,
-                reason: "forwarded",
-            });
-        let route = resp.extensions().get::<MatchedRoute>();
-        let stats = route
-            .map(|r| &r.0.stats)
-            .unwrap_or_else(|| this.layer.metrics.unmatched());
-        stats.record(status, outcome.decision, elapsed);
-        if let (Some(sink), Some(facts)) = (&this.layer.sink, this.facts.take()) {
-            let line = access_line(&facts, &resp, status, outcome, elapsed);
-            sink.write_line(&line);
+        let outcome = resp.extensions().get::<Outcome>().copied();
+        let line = LineFacts::of(&resp);
+        match outcome {
+            // A forwarded response is accounted for when its body ends, so that a body
+            // cut short (upstream stall or reset, client gone) is logged as such.
+            None if !http_body::Body::is_end_stream(resp.body()) => {
+                let (parts, body) = resp.into_parts();
+                let body = LoggedBody {
+                    inner: body,
+                    end: Some(BodyEnd {
+                        layer: this.layer.clone(),
+                        facts: this.facts.take(),
+                        line,
+                        status,
+                        start: *this.start,
+                    }),
+                };
+                Poll::Ready(Ok(Response::from_parts(parts, RespBody::new(body))))
+            }
+            _ => {
+                let outcome = outcome.unwrap_or(Outcome {
+                    decision: Decision::Allow,
+                    reason: "forwarded",
+                });
+                finish(
+                    this.layer,
+                    this.facts.as_ref(),
+                    &line,
+                    status,
+                    outcome,
+                    this.start.elapsed(),
+                );
+                Poll::Ready(Ok(resp))
+            }
         }
-        Poll::Ready(Ok(resp))
+    }
+}
+
+/// What a forwarded response's line still needs when its body ends.
+struct BodyEnd {
+    layer: AccessLogLayer,
+    facts: Option<RequestFacts>,
+    line: LineFacts,
+    status: u16,
+    start: Instant,
+}
+
+impl BodyEnd {
+    fn finish(self, reason: &'static str) {
+        finish(
+            &self.layer,
+            self.facts.as_ref(),
+            &self.line,
+            self.status,
+            Outcome {
+                decision: Decision::Allow,
+                reason,
+            },
+            self.start.elapsed(),
+        );
+    }
+}
+
+/// A forwarded response body that writes the access-log line when it ends: `forwarded`
+/// when complete, the [`crate::StreamEnd`] reason when it fails, `client_abort` when it
+/// is dropped unfinished (the client went away).
+struct LoggedBody {
+    inner: RespBody,
+    end: Option<BodyEnd>,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, crate::BoxError>>> {
+        let r = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let reason = match &r {
+            None => Some("forwarded"),
+            Some(Err(e)) => Some(crate::StreamEnd::reason_of(e.as_ref())),
+            Some(Ok(_)) if self.inner.is_end_stream() => Some("forwarded"),
+            Some(Ok(_)) => None,
+        };
+        if let Some(reason) = reason
+            && let Some(end) = self.end.take()
+        {
+            end.finish(reason);
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            end.finish("client_abort");
+        }
     }
 }
 
 fn access_line(
     facts: &RequestFacts,
-    resp: &Resp,
+    line: &LineFacts,
     status: u16,
     outcome: Outcome,
     elapsed: Duration,
@@ -1162,19 +1320,15 @@ fn access_line(
     s.push_str("{\"ts\":\"");
     push_rfc3339(&mut s, SystemTime::now());
     s.push_str("\",\"kind\":\"access\",\"request_id\":");
-    match resp
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-    {
+    match line.request_id.as_ref().and_then(|v| v.to_str().ok()) {
         Some(id) => push_json_str(&mut s, id),
         None => s.push_str("null"),
     }
     s.push_str(",\"client_ip\":");
-    match resp.extensions().get::<ClientIp>() {
+    match line.client_ip {
         Some(ip) => {
             s.push('"');
-            push_ip(&mut s, ip.0);
+            push_ip(&mut s, ip);
             s.push('"');
         }
         None => s.push_str("null"),
@@ -1191,8 +1345,8 @@ fn access_line(
     s.push_str(",\"http\":\"");
     s.push_str(version_str(facts.version));
     s.push_str("\",\"route\":");
-    match resp.extensions().get::<MatchedRoute>() {
-        Some(r) => push_json_str(&mut s, &r.0.id),
+    match &line.route {
+        Some(r) => push_json_str(&mut s, &r.id),
         None => s.push_str("null"),
     }
     let mut num = itoa::Buffer::new();

@@ -42,6 +42,9 @@ pub enum Reject {
     ClientBodyTimeout,
     /// The client's request body framing is broken (a malformed chunk).
     BadRequestBody,
+    /// The client went away before its request was complete (nginx's 499; the answer
+    /// is for the access log and metrics, nobody is left to read it).
+    ClientAbort,
     /// Body larger than the route's limit.
     PayloadTooLarge,
     /// No authentication mode accepted the request. The client sees one generic detail;
@@ -194,6 +197,7 @@ impl Reject {
             Self::Protocol(m) => m.status(),
             Self::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BadRequestBody => StatusCode::BAD_REQUEST,
+            Self::ClientAbort => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::AuthUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -224,6 +228,7 @@ impl Reject {
             Self::Protocol(m) => m.code(),
             Self::ClientBodyTimeout => "client_body_timeout",
             Self::BadRequestBody => "bad_request_body",
+            Self::ClientAbort => "client_abort",
             Self::PayloadTooLarge => "payload_too_large",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::AuthUnavailable(_) => "auth_unavailable",
@@ -261,6 +266,7 @@ impl Reject {
             Self::Protocol(m) => m.title(),
             Self::ClientBodyTimeout => "Request timeout",
             Self::BadRequestBody => "Bad request body",
+            Self::ClientAbort => "Client closed request",
             Self::PayloadTooLarge => "Payload too large",
             Self::Unauthenticated(_) => "Authentication required",
             Self::AuthUnavailable(_) => "Authentication unavailable",
@@ -290,6 +296,7 @@ impl Reject {
             Self::Protocol(m) => m.detail().into(),
             Self::ClientBodyTimeout => "The request body did not arrive in time.".into(),
             Self::BadRequestBody => "The request body framing is malformed.".into(),
+            Self::ClientAbort => "The client closed the request before it was complete.".into(),
             Self::PayloadTooLarge => "The request body exceeds this route's limit.".into(),
             Self::Unauthenticated(_) => {
                 "Valid credentials are required to access this route.".into()
@@ -377,6 +384,7 @@ impl Reject {
             | Self::Protocol(_)
             | Self::ClientBodyTimeout
             | Self::BadRequestBody
+            | Self::ClientAbort
             | Self::PayloadTooLarge => {
                 // The connection may hold unread or hostile bytes: do not reuse it.
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));

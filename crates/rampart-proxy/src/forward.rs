@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rampart_http::body::{BodyLimitTripped, BoxError, RespBody};
+use rampart_http::body::{BodyLimitTripped, BoxError, RespBody, StreamEnd};
 use rampart_http::{
     Authorized, ClientAddr, GatewayMetrics, Reject, RequestId, Resp, X_RAMPART_AUTH,
     X_RAMPART_SCOPES, X_RAMPART_SUBJECT, X_RAMPART_TENANT, strip_hop_by_hop,
@@ -135,18 +135,27 @@ pub struct Forward {
     client: UpstreamClient,
     upstreams: Arc<BTreeMap<String, Arc<Upstream>>>,
     metrics: Arc<GatewayMetrics>,
+    deadlines: upstream::Deadlines,
 }
+
+/// Longest deadline honoured (timers further out than this are as good as none).
+const MAX_DEADLINE: Duration = Duration::from_secs(86_400 * 365);
 
 impl Forward {
     pub fn new(
         client: UpstreamClient,
         upstreams: Arc<BTreeMap<String, Arc<Upstream>>>,
         metrics: Arc<GatewayMetrics>,
+        deadlines: upstream::Deadlines,
     ) -> Self {
         Self {
             client,
             upstreams,
             metrics,
+            deadlines: upstream::Deadlines {
+                client_body_idle: deadlines.client_body_idle.min(MAX_DEADLINE),
+                upstream_body_idle: deadlines.upstream_body_idle.min(MAX_DEADLINE),
+            },
         }
     }
 }
@@ -185,6 +194,7 @@ where
         };
         let added = Added::for_request(&parts, &permit);
         let pool = upstream.pool.clone();
+        let deadlines = self.deadlines;
         let fail = Failure {
             metrics: Arc::clone(&self.metrics),
             upstream,
@@ -205,10 +215,26 @@ where
                     skip: &skip,
                     extra: &added.fields(),
                 };
-                Ok(match upstream::exchange(&pool, out, body).await {
-                    Ok(resp) => relay(resp),
-                    Err(e) => fail.answer(e.is_connect(), &e),
-                })
+                Ok(
+                    match upstream::exchange(&pool, out, body, deadlines).await {
+                        Ok(resp) => {
+                            let metrics = Arc::clone(&fail.metrics);
+                            let name = Arc::clone(&fail.upstream.name);
+                            relay(resp.map(move |b| {
+                            b.map_err(move |e| {
+                                let reason = e.reason();
+                                metrics.upstream_error(&name, reason);
+                                tracing::warn!(upstream = &*name, reason, error = %e, "response body cut short");
+                                StreamEnd {
+                                    reason,
+                                    source: Box::new(e),
+                                }
+                            })
+                        }))
+                        }
+                        Err(e) => fail.exchange_failed(e),
+                    },
+                )
             });
         }
         let uri = match fail.upstream.uri_for(parts.uri.path_and_query()) {
@@ -385,6 +411,27 @@ struct Failure {
 }
 
 impl Failure {
+    /// The answer to an exchange that failed before a response head: the client's own
+    /// failures (a silent or broken body, a disconnect) are not upstream errors.
+    fn exchange_failed(&self, e: upstream::ExchangeError) -> Resp {
+        let request_id = self.request_id.as_ref();
+        match &e {
+            upstream::ExchangeError::ClientBodyTimeout(_) => {
+                Reject::ClientBodyTimeout.into_response(request_id)
+            }
+            upstream::ExchangeError::Body(b)
+                if !self.tripped.as_ref().is_some_and(BodyLimitTripped::is_set) =>
+            {
+                if client_body_malformed(b.as_ref()) {
+                    Reject::BadRequestBody.into_response(request_id)
+                } else {
+                    Reject::ClientAbort.into_response(request_id)
+                }
+            }
+            _ => self.answer(e.is_connect(), &e),
+        }
+    }
+
     fn answer(&self, connect: bool, e: &(dyn std::error::Error + 'static)) -> Resp {
         let request_id = self.request_id.as_ref();
         if self.tripped.as_ref().is_some_and(BodyLimitTripped::is_set) {
@@ -401,6 +448,27 @@ impl Failure {
         );
         Reject::BadGateway.into_response(request_id)
     }
+}
+
+/// Whether a client body error is broken framing (a malformed chunk: 400) rather than the
+/// client going away.
+fn client_body_malformed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && h.is_parse()
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            );
+        }
+        cur = c.source();
+    }
+    false
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

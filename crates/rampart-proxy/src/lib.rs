@@ -49,11 +49,9 @@ pub type Pipeline = AccessLog<
                 RequestIdStage,
                 StageService<
                     Sanitize,
-                    Timeout<
-                        StageService<
-                            HostCheck,
-                            StageService<RouteStage, BoxStack<http::Request<Incoming>>>,
-                        >,
+                    StageService<
+                        HostCheck,
+                        StageService<RouteStage, Timeout<BoxStack<http::Request<Incoming>>>>,
                     >,
                 >,
             >,
@@ -87,7 +85,15 @@ pub fn build_pipeline(
         })
         .collect();
     let router = Arc::new(Router::new(&cfg.routes, metrics));
-    let forward = Forward::new(client.clone(), Arc::new(upstreams), Arc::clone(metrics));
+    let forward = Forward::new(
+        client.clone(),
+        Arc::new(upstreams),
+        Arc::clone(metrics),
+        upstream::Deadlines {
+            client_body_idle: s.client_body_idle_timeout,
+            upstream_body_idle: s.upstream_body_idle_timeout,
+        },
+    );
     // Body limit last before forwarding: it needs the permit's route, and a refused
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
@@ -100,9 +106,10 @@ pub fn build_pipeline(
     let svc = AuthnLayer::from_stage(Authn::new(cfg, verifiers.clone())?).layer(svc);
     let svc = ClientAddrLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = BoxStack::new(svc);
+    // The deadline inside the route match, so that a 504 carries its route.
+    let svc = TimeoutLayer::new(s.request_timeout).layer(svc);
     let svc = RouteLayer::new(router).layer(svc);
     let svc = HostLayer::new(s.trusted_hosts.clone()).layer(svc);
-    let svc = TimeoutLayer::new(s.request_timeout).layer(svc);
     let svc = SanitizeLayer::new(
         s.max_header_bytes,
         s.trusted_proxies.clone(),

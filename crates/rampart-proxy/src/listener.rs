@@ -26,7 +26,7 @@ pub struct ListenerSettings {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub keepalive_idle_timeout: Duration,
-    pub h2_idle_timeout: Duration,
+    pub client_write_stall_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_header_count: usize,
     pub drain_timeout: Duration,
@@ -49,13 +49,16 @@ impl From<&ServerConfig> for ListenerSettings {
             max_connections: s.max_connections,
             header_read_timeout: s.header_read_timeout,
             keepalive_idle_timeout: s.keepalive_idle_timeout,
-            h2_idle_timeout: s.h2_idle_timeout,
+            client_write_stall_timeout: s.client_write_stall_timeout.min(MAX_DEADLINE),
             max_header_bytes: s.max_header_bytes,
             max_header_count: s.max_header_count,
             drain_timeout: s.drain_timeout,
         }
     }
 }
+
+/// Longest deadline honoured (timers further out than this are as good as none).
+const MAX_DEADLINE: Duration = Duration::from_secs(86_400 * 365);
 
 /// Keeps `connections_active` honest however a connection task ends.
 struct ConnGuard(Arc<GatewayMetrics>);
@@ -131,6 +134,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let hrt = settings.header_read_timeout;
         let limits = settings.limits();
+        let stall = settings.client_write_stall_timeout;
         let local = local.unwrap_or(peer);
         tokio::spawn(async move {
             let _permit = permit;
@@ -144,7 +148,7 @@ pub async fn serve(
                         tls: None,
                     };
                     let flags = Flags::default();
-                    let io = TokioIo::new(Sniff::new(stream, flags.clone(), limits, hrt));
+                    let io = TokioIo::new(Sniff::new(stream, flags.clone(), limits, hrt, stall));
                     serve_conn(gw, &builder, io, info, flags, shutdown).await;
                 }
                 Some(acceptor) => {
@@ -183,7 +187,7 @@ pub async fn serve(
                         tls: Some(Arc::new(info)),
                     };
                     let flags = Flags::default();
-                    let io = TokioIo::new(Sniff::new(tls, flags.clone(), limits, hrt));
+                    let io = TokioIo::new(Sniff::new(tls, flags.clone(), limits, hrt, stall));
                     serve_conn(gw, &builder, io, info, flags, shutdown).await;
                 }
             }

@@ -545,7 +545,9 @@ impl Gate {
 }
 
 pin_project_lite::pin_project! {
-    /// An IO stream whose reads go through a [`Gate`], with the header-read deadline.
+    /// An IO stream whose reads go through a [`Gate`], with the header-read deadline,
+    /// and whose writes fail once the client has left written bytes unread for the
+    /// write-stall deadline (a client that stops reading is dropped).
     pub struct Sniff<S> {
         #[pin]
         inner: S,
@@ -553,11 +555,19 @@ pin_project_lite::pin_project! {
         header_timeout: Duration,
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         drained: u64,
+        write_stall: Duration,
+        write_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 }
 
 impl<S> Sniff<S> {
-    pub fn new(inner: S, flags: Flags, limits: Limits, header_timeout: Duration) -> Self {
+    pub fn new(
+        inner: S,
+        flags: Flags,
+        limits: Limits,
+        header_timeout: Duration,
+        write_stall: Duration,
+    ) -> Self {
         Self {
             inner,
             gate: Gate::new(flags, limits),
@@ -565,6 +575,35 @@ impl<S> Sniff<S> {
             // The first head is due within the deadline of the connection's start.
             deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
             drained: 0,
+            write_stall,
+            write_deadline: None,
+        }
+    }
+}
+
+/// Applies the write-stall deadline to one write-side poll: progress disarms it, a
+/// wait arms it, and a wait past it is an error (`TimedOut`), which ends the connection.
+fn stall_guard<T>(
+    r: Poll<io::Result<T>>,
+    stall: Duration,
+    deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<T>> {
+    match r {
+        Poll::Pending => {
+            let d = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+            if d.as_mut().poll(cx).is_ready() {
+                *deadline = None;
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client_write_stall: the client stopped reading",
+                )));
+            }
+            Poll::Pending
+        }
+        ready => {
+            *deadline = None;
+            ready
         }
     }
 }
@@ -642,10 +681,14 @@ use std::future::Future as _;
 
 impl<S: AsyncWrite> AsyncWrite for Sniff<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, b)
+        let this = self.project();
+        let r = this.inner.poll_write(cx, b);
+        stall_guard(r, *this.write_stall, this.write_deadline, cx)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let r = this.inner.poll_flush(cx);
+        stall_guard(r, *this.write_stall, this.write_deadline, cx)
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
@@ -655,7 +698,9 @@ impl<S: AsyncWrite> AsyncWrite for Sniff<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let r = this.inner.poll_write_vectored(cx, bufs);
+        stall_guard(r, *this.write_stall, this.write_deadline, cx)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

@@ -17,7 +17,7 @@
 //! timeout). Trusts: the configured upstream address.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -63,6 +63,9 @@ pub enum ExchangeError {
     /// The client's request body failed (its limit tripped, or the client went away).
     #[error("request body: {0}")]
     Body(BoxError),
+    /// The client sent nothing of its body for `client_body_idle_timeout_ms`.
+    #[error("request body: the client was silent for {0:?}")]
+    ClientBodyTimeout(Duration),
 }
 
 impl ExchangeError {
@@ -262,6 +265,15 @@ fn poll_fill(conn: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
     tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.rbuf)
 }
 
+/// The body-phase deadlines of one exchange (`[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Longest silence inside the client's request body.
+    pub client_body_idle: Duration,
+    /// Longest silence inside the upstream's response body.
+    pub upstream_body_idle: Duration,
+}
+
 /// The request as the forwarding stage prepared it.
 pub struct Outgoing<'a> {
     pub method: &'a Method,
@@ -281,6 +293,7 @@ pub async fn exchange<B>(
     pool: &Arc<HostPool>,
     req: Outgoing<'_>,
     body: B,
+    deadlines: Deadlines,
 ) -> Result<Response<UpstreamBody>, ExchangeError>
 where
     B: Body<Data = Bytes>,
@@ -323,7 +336,13 @@ where
         let sent = if framing == ReqFraming::None {
             write_watching(&mut conn.stream, &conn.wbuf).await
         } else {
-            send_body(&mut conn, body.as_mut(), framing).await?
+            send_body(
+                &mut conn,
+                body.as_mut(),
+                framing,
+                deadlines.client_body_idle,
+            )
+            .await?
         };
         let sent = match sent {
             Ok(s) => s,
@@ -382,6 +401,8 @@ where
         pool: Some(Arc::clone(pool)),
         state,
         reusable,
+        idle: deadlines.upstream_body_idle,
+        deadline: None,
     };
     Ok(resp)
 }
@@ -392,6 +413,7 @@ async fn send_body<B>(
     conn: &mut Conn,
     mut body: Pin<&mut B>,
     framing: ReqFraming,
+    idle: Duration,
 ) -> Result<io::Result<Sent>, ExchangeError>
 where
     B: Body<Data = Bytes>,
@@ -407,8 +429,12 @@ where
             Poll::Ready(f) => Poll::Ready(Next::Frame(f.map(|r| r.map_err(Into::into)))),
             Poll::Pending if conn.wbuf.is_empty() => Poll::Pending,
             Poll::Pending => Poll::Ready(Next::WouldWait),
-        })
-        .await;
+        });
+        // Only a real wait (nothing gathered to write) is timed.
+        let next = match tokio::time::timeout(idle, next).await {
+            Ok(n) => n,
+            Err(_) => return Err(ExchangeError::ClientBodyTimeout(idle)),
+        };
         match next {
             Next::WouldWait => {}
             Next::Frame(None) => break,
@@ -499,6 +525,10 @@ pub struct UpstreamBody {
     pool: Option<Arc<HostPool>>,
     state: BodyState,
     reusable: bool,
+    /// Longest silence from the upstream inside the body.
+    idle: Duration,
+    /// Armed the first time the body waits for the upstream; pushed back on progress.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// The upstream's body ended early or broke its framing.
@@ -510,6 +540,20 @@ pub enum BodyError {
     Frame(#[from] FrameError),
     #[error(transparent)]
     Io(#[from] io::Error),
+    #[error("upstream sent nothing of the response body for {0:?}")]
+    IdleTimeout(Duration),
+}
+
+impl BodyError {
+    /// The reason code of the access log and the `kind` of `rampart_upstream_errors_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::Frame(_) => "upstream_bad_framing",
+            Self::Io(_) => "upstream_io_error",
+            Self::IdleTimeout(_) => "upstream_body_timeout",
+        }
+    }
 }
 
 impl UpstreamBody {
@@ -519,6 +563,8 @@ impl UpstreamBody {
             pool: None,
             state: BodyState::Done,
             reusable: false,
+            idle: Duration::MAX,
+            deadline: None,
         }
     }
 
@@ -590,8 +636,22 @@ impl Body for UpstreamBody {
                 }
             }
             match poll_fill(conn, cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
+                Poll::Pending => {
+                    let idle = this.idle;
+                    let d = this
+                        .deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    if d.as_mut().poll(cx).is_ready() {
+                        return this.fail(BodyError::IdleTimeout(idle));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    if let Some(d) = this.deadline.as_mut() {
+                        d.as_mut().reset(tokio::time::Instant::now() + this.idle);
+                    }
+                }
+                Poll::Ready(Ok(_)) => {
                     if matches!(this.state, BodyState::Close) {
                         this.reusable = false;
                         this.finish();
@@ -599,7 +659,6 @@ impl Body for UpstreamBody {
                     }
                     return this.fail(BodyError::Truncated);
                 }
-                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return this.fail(e.into()),
             }
         }

@@ -29,6 +29,9 @@ fn readme_config_reference_loads() {
     assert_eq!(a.header_read_timeout, b.header_read_timeout);
     assert_eq!(a.max_header_count, b.max_header_count);
     assert_eq!(a.keepalive_idle_timeout, b.keepalive_idle_timeout);
+    assert_eq!(a.client_body_idle_timeout, b.client_body_idle_timeout);
+    assert_eq!(a.upstream_body_idle_timeout, b.upstream_body_idle_timeout);
+    assert_eq!(a.client_write_stall_timeout, b.client_write_stall_timeout);
     assert_eq!(a.request_timeout, b.request_timeout);
     assert_eq!(a.max_connections, b.max_connections);
     assert_eq!(a.max_body_bytes, b.max_body_bytes);

@@ -1,0 +1,273 @@
+//! Body-phase deadlines and endings (issue 13): an upstream that stalls inside its
+//! response body, a client that stalls or breaks its upload, a client that goes away.
+//! Each ends the request within its deadline, releases the connections, and leaves one
+//! access-log line whose reason says what ended it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// An upstream that answers every request with a head announcing more body than it
+/// sends, then goes silent; it counts open and closed connections.
+struct StallingUpstream {
+    addr: SocketAddr,
+    opened: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    closed_after: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl StallingUpstream {
+    fn start(head_and_part: &'static [u8]) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let closed_after = Arc::new(Mutex::new(Vec::new()));
+        let (o, c, ca) = (opened.clone(), closed.clone(), closed_after.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                o.fetch_add(1, Ordering::SeqCst);
+                let (c, ca) = (c.clone(), ca.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    s.write_all(head_and_part).unwrap();
+                    let t = Instant::now();
+                    // Silent from here on; wait for the gateway to give up.
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    ca.lock().unwrap().push(t.elapsed());
+                    c.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            addr,
+            opened,
+            closed,
+            closed_after,
+        }
+    }
+}
+
+const FAST: &str = "client_body_idle_timeout_ms = 500\nupstream_body_idle_timeout_ms = 500\n";
+
+fn config(upstream: SocketAddr) -> String {
+    base_config(upstream, "").replace(
+        "max_header_bytes = 16384\n",
+        &format!("max_header_bytes = 16384\n{FAST}"),
+    )
+}
+
+fn active(gw: &Gateway) -> i64 {
+    let m = gw.admin_get("/metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix("rampart_connections_active "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn upstream_stall(head: &'static [u8], label: &str) {
+    let up = StallingUpstream::start(head);
+    let gw = Gateway::start(&config(up.addr));
+    let baseline = active(&gw);
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{label}: {text}");
+    // The client's connection is closed short of the body, within the deadline.
+    assert!(took < Duration::from_secs(3), "{label}: took {took:?}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "{label}: a stalled body was completed: {text:?}"
+    );
+    // The upstream connection is released, the client connection is gone.
+    assert!(
+        wait_until(|| up.closed.load(Ordering::SeqCst) == up.opened.load(Ordering::SeqCst)),
+        "{label}: upstream connection kept"
+    );
+    assert!(up.closed_after.lock().unwrap()[0] < Duration::from_secs(3));
+    assert!(
+        wait_until(|| active(&gw) == baseline),
+        "{label}: client connection kept"
+    );
+    assert!(
+        gw.wait_access("upstream_body_timeout", Duration::from_secs(5)),
+        "{label}: {}",
+        gw.stdout.lock().unwrap().join("")
+    );
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("kind=\"upstream_body_timeout\""),
+        "{label}: no upstream error counted"
+    );
+}
+
+#[test]
+fn upstream_stalling_inside_a_content_length_body_is_cut_off() {
+    upstream_stall(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+        "content-length",
+    );
+}
+
+#[test]
+fn upstream_stalling_inside_a_chunked_body_is_cut_off() {
+    upstream_stall(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        "chunked",
+    );
+}
+
+#[test]
+fn a_silent_upload_gets_408() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(up.addr));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
+    let start = Instant::now();
+    let r = read_response(&mut s).expect("an answer");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(assert_problem(&r, 408)["code"], "client_body_timeout");
+    assert!(gw.wait_access("client_body_timeout", Duration::from_secs(5)));
+}
+
+#[test]
+fn a_malformed_chunk_from_the_client_is_400_not_502() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(up.addr));
+    let r = raw(
+        gw.addr,
+        "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n",
+    );
+    assert_eq!(assert_problem(&r, 400)["code"], "bad_request_body");
+    let m = gw.admin_get("/metrics").text();
+    assert!(!m.contains("rampart_upstream_errors_total{"), "{m}");
+}
+
+#[test]
+fn a_client_that_aborts_its_upload_is_not_an_upstream_error() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(up.addr));
+    {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.write_all(
+            b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    } // closed mid-body
+    assert!(
+        gw.wait_access("client_abort", Duration::from_secs(5)),
+        "{}",
+        gw.stdout.lock().unwrap().join("")
+    );
+    let m = gw.admin_get("/metrics").text();
+    assert!(!m.contains("rampart_upstream_errors_total{"), "{m}");
+    assert!(m.contains("status=\"499\""), "{m}");
+}
+
+#[test]
+fn a_504_keeps_its_route() {
+    let up = Upstream::start();
+    let gw = Gateway::start(
+        &config(up.addr).replace("request_timeout_ms = 3000", "request_timeout_ms = 300"),
+    );
+    let r = gw.get("/slow/2000");
+    assert_problem(&r, 504);
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.contains("rampart_requests_total{route=\"slow\",status=\"504\",decision=\"deny\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped() {
+    // An upstream with an endless body (64 MiB, far more than the socket buffers hold).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let released = Arc::new(AtomicUsize::new(0));
+    let r2 = released.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let r2 = r2.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n");
+                let chunk = vec![b'x'; 65536];
+                for _ in 0..1024 {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                r2.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let gw = Gateway::start(&config(addr).replace(
+        FAST,
+        &format!("{FAST}client_write_stall_timeout_ms = 500\n"),
+    ));
+    let baseline = active(&gw);
+    let s = TcpStream::connect(gw.addr).unwrap();
+    (&s).write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    // Never read. The gateway drops the connection and releases the upstream.
+    assert!(
+        wait_until(|| released.load(Ordering::SeqCst) == 1),
+        "upstream connection still held"
+    );
+    assert!(
+        wait_until(|| active(&gw) == baseline),
+        "client connection kept"
+    );
+    assert!(gw.wait_access("\"route\":\"status\"", Duration::from_secs(5)));
+    drop(s);
+}

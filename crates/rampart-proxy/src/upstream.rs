@@ -97,6 +97,10 @@ pub struct HostPool {
     idle_timeout: Duration,
     max_idle: usize,
     idle: Mutex<Vec<(Conn, Instant)>>,
+    /// Connections being rescued from abandoned exchanges, and the signal that one is
+    /// back (see [`AwaitingHead`]).
+    rescuing: std::sync::atomic::AtomicUsize,
+    returned: tokio::sync::Notify,
 }
 
 impl HostPool {
@@ -114,6 +118,8 @@ impl HostPool {
             idle_timeout: idle,
             max_idle: MAX_IDLE_PER_UPSTREAM,
             idle: Mutex::new(Vec::new()),
+            rescuing: std::sync::atomic::AtomicUsize::new(0),
+            returned: tokio::sync::Notify::new(),
         }
     }
 
@@ -139,6 +145,16 @@ impl HostPool {
                 return Some(conn);
             }
         }
+    }
+
+    /// With the pool empty but connections being rescued, waits a little for one of
+    /// them rather than opening a new connection.
+    async fn await_rescued(&self) -> Option<Conn> {
+        if self.rescuing.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return None;
+        }
+        let _ = tokio::time::timeout(RESCUE_WAIT, self.returned.notified()).await;
+        self.checkout()
     }
 
     fn checkin(&self, conn: Conn) {
@@ -315,7 +331,10 @@ where
     let (mut conn, resp_head, early) = loop {
         let (mut conn, reused) = match pool.checkout() {
             Some(c) => (c, true),
-            None => (pool.connect().await?, false),
+            None => match pool.await_rescued().await {
+                Some(c) => (c, true),
+                None => (pool.connect().await?, false),
+            },
         };
         conn.wbuf.clear();
         if head.is_empty() {
@@ -358,8 +377,24 @@ where
                 Err(_) => return Err(e.into()),
             },
         };
-        match read_head(&mut conn, req.method).await {
-            Ok(h) => break (conn, h, matches!(sent, Sent::EarlyResponse)),
+        // The request is out: if the exchange is abandoned while the answer is awaited
+        // (the client reset its stream or went away), the guard saves the connection.
+        let early = matches!(sent, Sent::EarlyResponse);
+        let mut guard = AwaitingHead {
+            conn: Some(conn),
+            pool,
+            method: req.method,
+            armed: !early,
+        };
+        let Some(c) = guard.conn.as_mut() else {
+            return Err(ExchangeError::Closed);
+        };
+        let got = read_head(c, req.method).await;
+        let Some(mut conn) = guard.conn.take() else {
+            return Err(ExchangeError::Closed);
+        };
+        match got {
+            Ok(h) => break (conn, h, early),
             Err(ReadHeadError::ClosedBeforeResponse) if reused && replayable && !retried => {
                 retried = true;
                 head = std::mem::take(&mut conn.wbuf);
@@ -465,6 +500,121 @@ where
         conn.wbuf.extend_from_slice(h1::LAST_CHUNK);
     }
     Ok(write_watching(&mut conn.stream, &conn.wbuf).await)
+}
+
+/// Longest a rescued connection may take to deliver the rest of an abandoned answer.
+const RESCUE_WITHIN: Duration = Duration::from_secs(2);
+/// Longest a request waits for a rescued connection before opening a new one.
+const RESCUE_WAIT: Duration = Duration::from_millis(10);
+/// Largest abandoned response body read to keep its connection.
+const RESCUE_MAX_BODY: u64 = 256 * 1024;
+
+/// A connection whose request is fully sent, while its response head is awaited. Dropped
+/// with the connection still inside (the exchange was abandoned: an HTTP/2 stream reset,
+/// a client gone), it hands the connection to a short background task that reads and
+/// discards the answer and pools the connection again, so that cancelled requests do not
+/// each cost the next request a new upstream connection (paced rapid reset).
+struct AwaitingHead<'a> {
+    conn: Option<Conn>,
+    pool: &'a Arc<HostPool>,
+    method: &'a Method,
+    armed: bool,
+}
+
+impl Drop for AwaitingHead<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.armed
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            self.pool
+                .rescuing
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            rt.spawn(rescue(conn, Arc::clone(self.pool), self.method.clone()));
+        }
+    }
+}
+
+/// Reads an abandoned answer to its end (within [`RESCUE_WITHIN`] and
+/// [`RESCUE_MAX_BODY`]) and pools the connection if it can be reused; closes it otherwise.
+async fn rescue(mut conn: Conn, pool: Arc<HostPool>, method: Method) {
+    let done = tokio::time::timeout(RESCUE_WITHIN, async {
+        let Ok(head) = read_head(&mut conn, &method).await else {
+            return false;
+        };
+        if !head.reusable {
+            return false;
+        }
+        let state = match head.framing {
+            RespFraming::Empty => BodyState::Done,
+            RespFraming::Length(n) => BodyState::Length(n),
+            RespFraming::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+            RespFraming::Close => return false,
+        };
+        drain(&mut conn, state).await
+    })
+    .await;
+    requeue(conn, &pool, matches!(done, Ok(true)));
+}
+
+/// The rest of an abandoned response body, read and discarded.
+async fn rescue_body(mut conn: Conn, pool: Arc<HostPool>, state: BodyState) {
+    let done = tokio::time::timeout(RESCUE_WITHIN, drain(&mut conn, state)).await;
+    requeue(conn, &pool, matches!(done, Ok(true)));
+}
+
+fn requeue(conn: Conn, pool: &HostPool, done: bool) {
+    if done && conn.rbuf.is_empty() {
+        pool.checkin(conn);
+    }
+    pool.rescuing
+        .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    pool.returned.notify_one();
+}
+
+/// Reads a response body to its end without keeping it; `false` when it is too long,
+/// broken, or delimited by the connection's end.
+async fn drain(conn: &mut Conn, state: BodyState) -> bool {
+    match state {
+        BodyState::Done => true,
+        BodyState::Length(n) if n <= RESCUE_MAX_BODY => {
+            let mut rem = n;
+            loop {
+                let k = usize::try_from(rem)
+                    .unwrap_or(usize::MAX)
+                    .min(conn.rbuf.len());
+                let _ = conn.rbuf.split_to(k);
+                rem -= k as u64;
+                if rem == 0 {
+                    return true;
+                }
+                match poll_fn(|cx| poll_fill(conn, cx)).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return false,
+                }
+            }
+        }
+        BodyState::Chunked(mut dec) => {
+            let mut seen = 0u64;
+            loop {
+                match dec.decode(&mut conn.rbuf) {
+                    Ok(Chunk::Data(d)) => {
+                        seen = seen.saturating_add(d.len() as u64);
+                        if seen > RESCUE_MAX_BODY {
+                            return false;
+                        }
+                    }
+                    Ok(Chunk::Done) => return true,
+                    Ok(Chunk::NeedMore) => match poll_fn(|cx| poll_fill(conn, cx)).await {
+                        Ok(n) if n > 0 => {}
+                        _ => return false,
+                    },
+                    Err(_) => return false,
+                }
+            }
+        }
+        BodyState::Length(_) | BodyState::Close => false,
+    }
 }
 
 enum ReadHeadError {
@@ -583,6 +733,25 @@ impl UpstreamBody {
         self.state = BodyState::Done;
         self.conn = None;
         Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Drop for UpstreamBody {
+    /// A body dropped unfinished (the client reset its stream or went away): a short
+    /// rest is read in the background so that the connection goes back to the pool.
+    fn drop(&mut self) {
+        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.take())
+            && self.reusable
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let state = std::mem::replace(&mut self.state, BodyState::Done);
+            if matches!(state, BodyState::Close) {
+                return;
+            }
+            pool.rescuing
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            rt.spawn(rescue_body(conn, pool, state));
+        }
     }
 }
 

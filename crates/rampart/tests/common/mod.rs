@@ -62,6 +62,8 @@ impl Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -78,11 +80,14 @@ impl Upstream {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let s2 = Arc::clone(&seen);
+        let connections: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let c2 = Arc::clone(&connections);
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                c2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let seen = Arc::clone(&s2);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(req, Arc::clone(&seen)));
@@ -95,6 +100,7 @@ impl Upstream {
         Self {
             addr,
             seen,
+            connections,
             _rt: rt,
         }
     }

@@ -92,6 +92,11 @@ pub struct UpstreamConfig {
     /// `http://host:port` or `https://host:port`, no path/query (a path prefix is allowed
     /// and is prepended to the forwarded path).
     pub url: http::Uri,
+    /// Most connections open to this upstream at once (busy and idle); `None` derives
+    /// it from the process's descriptor limit (see `rampart-proxy`).
+    pub max_connections: Option<usize>,
+    /// How long a request waits for a connection when the cap is reached (then 503).
+    pub queue_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

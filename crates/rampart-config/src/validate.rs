@@ -550,9 +550,13 @@ fn upstreams(cx: &mut Cx<'_>, item: Option<&Item>) -> BTreeMap<String, UpstreamC
             );
             continue;
         }
-        let Some(t) = cx.table(u, &path, &["url"]) else {
+        let Some(t) = cx.table(u, &path, &["url", "max_connections", "queue_timeout_ms"]) else {
             continue;
         };
+        let max_connections = cx
+            .opt_u64(&t, "max_connections", 1, 1_000_000)
+            .and_then(|v| usize::try_from(v).ok());
+        let queue_timeout = ms(cx, &t, "queue_timeout_ms", 0, Duration::from_millis(1000));
         let Some(ui) = t.get("url") else {
             cx.missing(&t, "url", "e.g. \"http://127.0.0.1:3000\"");
             continue;
@@ -568,6 +572,8 @@ fn upstreams(cx: &mut Cx<'_>, item: Option<&Item>) -> BTreeMap<String, UpstreamC
                     UpstreamConfig {
                         name: name.clone(),
                         url,
+                        max_connections,
+                        queue_timeout,
                     },
                 );
             }

@@ -68,6 +68,9 @@ pub enum Reject {
     BadGateway,
     /// The request did not complete within `server.request_timeout_ms`.
     GatewayTimeout,
+    /// Every connection the upstream's `max_connections` allows is busy and none freed
+    /// up within its `queue_timeout_ms`: 503 with `Retry-After`.
+    UpstreamBusy,
     /// The gateway is draining or over capacity.
     Unavailable,
     /// The audit record of this request could not be made durable and
@@ -206,6 +209,7 @@ impl Reject {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -237,6 +241,7 @@ impl Reject {
             Self::Forbidden(_) => "forbidden",
             Self::BadGateway => "upstream_unavailable",
             Self::GatewayTimeout => "request_timeout",
+            Self::UpstreamBusy => "upstream_busy",
             Self::Unavailable => "unavailable",
             Self::AuditUnavailable => "audit_unavailable",
             Self::Internal => "internal_error",
@@ -275,6 +280,7 @@ impl Reject {
             Self::Forbidden(_) => "Forbidden",
             Self::BadGateway => "Bad gateway",
             Self::GatewayTimeout => "Gateway timeout",
+            Self::UpstreamBusy => "Service unavailable",
             Self::Unavailable => "Service unavailable",
             Self::AuditUnavailable => "Service unavailable",
             Self::Internal => "Internal server error",
@@ -313,6 +319,7 @@ impl Reject {
             Self::Forbidden(_) => "The caller is not allowed to access this route.".into(),
             Self::BadGateway => "The upstream service could not be reached.".into(),
             Self::GatewayTimeout => "The request did not complete in time.".into(),
+            Self::UpstreamBusy => "The upstream service is at capacity; retry later.".into(),
             Self::Unavailable => "The gateway is not accepting requests right now.".into(),
             Self::AuditUnavailable => {
                 "The request could not be recorded in the audit log, so it was not served.".into()
@@ -368,7 +375,7 @@ impl Reject {
             Self::Unauthenticated(f) => {
                 h.insert(header::WWW_AUTHENTICATE, f.challenge.header_value());
             }
-            Self::AuthUnavailable(_) | Self::RateLimitUnavailable => {
+            Self::AuthUnavailable(_) | Self::RateLimitUnavailable | Self::UpstreamBusy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::TooManyRequests { retry_after_s } => {

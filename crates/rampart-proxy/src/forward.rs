@@ -91,17 +91,26 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// `default_cap` is the connection cap of an upstream that sets no `max_connections`
+    /// (see [`default_upstream_cap`]).
     pub fn from_config(
         u: &rampart_config::UpstreamConfig,
         client: &UpstreamClient,
+        default_cap: usize,
     ) -> Option<Self> {
         let scheme = u.url.scheme()?.clone();
         let authority = u.url.authority()?.clone();
         let prefix = u.url.path().trim_end_matches('/').to_owned();
         let pool = (scheme == http::uri::Scheme::HTTP).then(|| {
-            client
-                .pools
-                .get(&authority, client.connect_timeout, client.idle)
+            client.pools.get(
+                &authority,
+                client.connect_timeout,
+                client.idle,
+                upstream::PoolLimits {
+                    max_connections: u.max_connections.unwrap_or(default_cap),
+                    queue_timeout: u.queue_timeout.min(MAX_DEADLINE),
+                },
+            )
         });
         Some(Self {
             name: Arc::from(u.name.as_str()),
@@ -127,6 +136,27 @@ impl Upstream {
         });
         Ok(Uri::from_parts(parts)?)
     }
+}
+
+/// Descriptors kept back from the connection caps (listeners, files, the admin side).
+const FD_RESERVE: u64 = 256;
+
+/// The connection cap of an upstream without `max_connections`: what the process's
+/// descriptor limit (`RLIMIT_NOFILE`) leaves after `server.max_connections` client
+/// connections and a reserve of 256, shared evenly by the configured upstreams, and at
+/// least 16. Client and upstream caps together then stay within the descriptor limit
+/// (whenever it allows 16 per upstream), so the caps act before descriptors run out.
+pub fn default_upstream_cap(server_max_connections: usize, upstreams: usize) -> usize {
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let left = nofile
+        .saturating_sub(server_max_connections as u64)
+        .saturating_sub(FD_RESERVE);
+    let share = left / (upstreams.max(1) as u64);
+    usize::try_from(share)
+        .unwrap_or(usize::MAX)
+        .clamp(16, 1_000_000)
 }
 
 /// The innermost service.
@@ -418,6 +448,16 @@ impl Failure {
         match &e {
             upstream::ExchangeError::ClientBodyTimeout(_) => {
                 Reject::ClientBodyTimeout.into_response(request_id)
+            }
+            upstream::ExchangeError::Busy(cap) => {
+                self.metrics.upstream_error(&self.upstream.name, "busy");
+                tracing::warn!(
+                    upstream = &*self.upstream.name,
+                    max_connections = cap,
+                    request_id = request_id.map(RequestId::as_str),
+                    "upstream connection cap reached; request refused after its queue timeout"
+                );
+                Reject::UpstreamBusy.into_response(request_id)
             }
             upstream::ExchangeError::Body(b)
                 if !self.tripped.as_ref().is_some_and(BodyLimitTripped::is_set) =>

@@ -77,11 +77,12 @@ pub fn build_pipeline(
     audit: Option<&AuditHandle>,
 ) -> Result<Pipeline, ApplyError> {
     let s = &cfg.server;
+    let default_cap = forward::default_upstream_cap(s.max_connections, cfg.upstreams.len());
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
         .upstreams
         .iter()
         .filter_map(|(name, u)| {
-            Upstream::from_config(u, client).map(|u| (name.clone(), Arc::new(u)))
+            Upstream::from_config(u, client, default_cap).map(|u| (name.clone(), Arc::new(u)))
         })
         .collect();
     let router = Arc::new(Router::new(&cfg.routes, metrics));

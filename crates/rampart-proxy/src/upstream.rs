@@ -63,6 +63,9 @@ pub enum ExchangeError {
     /// The client's request body failed (its limit tripped, or the client went away).
     #[error("request body: {0}")]
     Body(BoxError),
+    /// Every connection the cap allows is busy and none freed up in time.
+    #[error("connect: all {0} connections busy")]
+    Busy(usize),
     /// The client sent nothing of its body for `client_body_idle_timeout_ms`.
     #[error("request body: the client was silent for {0:?}")]
     ClientBodyTimeout(Duration),
@@ -83,6 +86,8 @@ struct Conn {
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// This connection's place under the upstream's `max_connections`.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The pool for one upstream address. Shared by every pipeline that names the address,
@@ -101,10 +106,29 @@ pub struct HostPool {
     /// back (see [`AwaitingHead`]).
     rescuing: std::sync::atomic::AtomicUsize,
     returned: tokio::sync::Notify,
+    /// One permit per connection the upstream may have open (busy or idle).
+    slots: Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
+    queue_timeout: Duration,
+}
+
+/// Per-upstream connection cap and queue (`[upstreams.NAME]`).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    pub max_connections: usize,
+    pub queue_timeout: Duration,
 }
 
 impl HostPool {
-    fn new(authority: &http::uri::Authority, connect_timeout: Duration, idle: Duration) -> Self {
+    fn new(
+        authority: &http::uri::Authority,
+        connect_timeout: Duration,
+        idle: Duration,
+        limits: PoolLimits,
+    ) -> Self {
+        let max_connections = limits
+            .max_connections
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let host = authority
             .host()
             .trim_start_matches('[')
@@ -116,10 +140,13 @@ impl HostPool {
             authority: authority.as_str().to_owned(),
             connect_timeout,
             idle_timeout: idle,
-            max_idle: MAX_IDLE_PER_UPSTREAM,
+            max_idle: MAX_IDLE_PER_UPSTREAM.min(max_connections),
             idle: Mutex::new(Vec::new()),
             rescuing: std::sync::atomic::AtomicUsize::new(0),
             returned: tokio::sync::Notify::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            max_connections,
+            queue_timeout: limits.queue_timeout,
         }
     }
 
@@ -163,9 +190,57 @@ impl HostPool {
         {
             idle.push((conn, Instant::now()));
         }
+        // A request queued at the cap may take it.
+        if self.slots.available_permits() == 0 {
+            self.returned.notify_one();
+        }
     }
 
-    async fn connect(&self) -> Result<Conn, ExchangeError> {
+    /// A place under the cap: at once if one is free, else whichever comes first of a
+    /// freed place and a connection checked back in, within `queue_timeout`.
+    async fn slot_or_conn(
+        &self,
+    ) -> Result<Result<tokio::sync::OwnedSemaphorePermit, Conn>, ExchangeError> {
+        if let Ok(p) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Ok(Ok(p));
+        }
+        let wait = async {
+            loop {
+                tokio::select! {
+                    p = Arc::clone(&self.slots).acquire_owned() => {
+                        return p.map(Ok).map_err(|_| ExchangeError::Busy(self.max_connections));
+                    }
+                    () = self.returned.notified() => {
+                        if let Some(c) = self.checkout() {
+                            return Ok(Err(c));
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(self.queue_timeout, wait)
+            .await
+            .map_err(|_| ExchangeError::Busy(self.max_connections))?
+    }
+
+    /// A pooled connection or a new one, within the cap.
+    async fn obtain(&self) -> Result<(Conn, bool), ExchangeError> {
+        if let Some(c) = self.checkout() {
+            return Ok((c, true));
+        }
+        if let Some(c) = self.await_rescued().await {
+            return Ok((c, true));
+        }
+        match self.slot_or_conn().await? {
+            Err(c) => Ok((c, true)),
+            Ok(slot) => Ok((self.connect(slot).await?, false)),
+        }
+    }
+
+    async fn connect(
+        &self,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Conn, ExchangeError> {
         let attempt = async {
             let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
                 Ok(ip) => vec![SocketAddr::new(ip, self.port)],
@@ -191,6 +266,7 @@ impl HostPool {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(1024),
+            _slot: slot,
         })
     }
 }
@@ -223,14 +299,16 @@ impl Pools {
         authority: &http::uri::Authority,
         connect_timeout: Duration,
         idle: Duration,
+        limits: PoolLimits,
     ) -> Arc<HostPool> {
         let mut map = match self.by_authority.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
         Arc::clone(
-            map.entry(authority.as_str().to_owned())
-                .or_insert_with(|| Arc::new(HostPool::new(authority, connect_timeout, idle))),
+            map.entry(authority.as_str().to_owned()).or_insert_with(|| {
+                Arc::new(HostPool::new(authority, connect_timeout, idle, limits))
+            }),
         )
     }
 }
@@ -329,13 +407,7 @@ where
     let mut head = Vec::new();
     let mut retried = false;
     let (mut conn, resp_head, early) = loop {
-        let (mut conn, reused) = match pool.checkout() {
-            Some(c) => (c, true),
-            None => match pool.await_rescued().await {
-                Some(c) => (c, true),
-                None => (pool.connect().await?, false),
-            },
-        };
+        let (mut conn, reused) = pool.obtain().await?;
         conn.wbuf.clear();
         if head.is_empty() {
             h1::encode_request_head(
@@ -854,13 +926,24 @@ mod tests {
     async fn pool_and_peer(idle: Duration) -> (HostPool, tokio::net::TcpListener) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let auth: http::uri::Authority = l.local_addr().unwrap().to_string().parse().unwrap();
-        (HostPool::new(&auth, Duration::from_secs(1), idle), l)
+        let limits = PoolLimits {
+            max_connections: 4,
+            queue_timeout: Duration::from_millis(100),
+        };
+        (
+            HostPool::new(&auth, Duration::from_secs(1), idle, limits),
+            l,
+        )
+    }
+
+    fn slot(pool: &HostPool) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&pool.slots).try_acquire_owned().unwrap()
     }
 
     #[tokio::test]
     async fn checkout_skips_connections_the_peer_closed() {
         let (pool, l) = pool_and_peer(Duration::from_secs(60)).await;
-        let c = pool.connect().await.unwrap();
+        let c = pool.connect(slot(&pool)).await.unwrap();
         let (peer, _) = l.accept().await.unwrap();
         pool.checkin(c);
         assert_eq!(pool.idle_count(), 1);
@@ -885,7 +968,7 @@ mod tests {
         let mut peers = Vec::new();
         let mut conns = Vec::new();
         for _ in 0..3 {
-            conns.push(pool.connect().await.unwrap());
+            conns.push(pool.connect(slot(&pool)).await.unwrap());
             peers.push(l.accept().await.unwrap());
         }
         for c in conns {
@@ -901,7 +984,37 @@ mod tests {
     async fn connect_errors_are_connect_errors() {
         let (pool, l) = pool_and_peer(Duration::from_secs(1)).await;
         drop(l);
-        let e = pool.connect().await.unwrap_err();
+        let e = pool.connect(slot(&pool)).await.unwrap_err();
         assert!(e.is_connect(), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_connection_cap_queues_then_refuses() {
+        let (pool, l) = pool_and_peer(Duration::from_secs(60)).await;
+        let mut held = Vec::new();
+        let mut peers = Vec::new();
+        for _ in 0..4 {
+            held.push(pool.obtain().await.unwrap().0);
+            peers.push(l.accept().await.unwrap());
+        }
+        // At the cap: the fifth waits its queue timeout, then is refused.
+        let t = Instant::now();
+        let e = pool.obtain().await.unwrap_err();
+        assert!(matches!(e, ExchangeError::Busy(4)), "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(90));
+        // A connection checked in while one waits is handed to the waiter.
+        let pool = Arc::new(pool);
+        let p2 = Arc::clone(&pool);
+        let waiter = tokio::spawn(async move { p2.obtain().await.map(|(_, reused)| reused) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pool.checkin(held.pop().unwrap());
+        assert!(
+            waiter.await.unwrap().unwrap(),
+            "the freed connection is reused"
+        );
+        // A closed connection frees its place.
+        drop(held.pop());
+        assert!(pool.obtain().await.is_ok());
+        drop(peers);
     }
 }

@@ -271,3 +271,42 @@ fn a_client_that_stops_reading_is_dropped() {
     assert!(gw.wait_access("\"route\":\"status\"", Duration::from_secs(5)));
     drop(s);
 }
+
+#[test]
+fn the_upstream_connection_cap_answers_503_not_descriptor_exhaustion() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&config(up.addr).replace(
+        &format!("url = \"http://{}\"\n", up.addr),
+        &format!(
+            "url = \"http://{}\"\nmax_connections = 2\nqueue_timeout_ms = 200\n",
+            up.addr
+        ),
+    ));
+    let addr = gw.addr;
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                raw(
+                    addr,
+                    "GET /slow/1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                )
+            })
+        })
+        .collect();
+    let rs: Vec<Resp> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = rs.iter().filter(|r| r.status == 200).count();
+    let busy: Vec<&Resp> = rs.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(
+        ok,
+        2,
+        "{:?}",
+        rs.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(busy.len(), 4);
+    for r in busy {
+        assert_eq!(assert_problem(r, 503)["code"], "upstream_busy");
+        assert!(r.header("retry-after").is_some());
+    }
+    assert!(up.connections.load(Ordering::SeqCst) <= 2);
+    assert!(gw.wait_access("upstream_busy", Duration::from_secs(5)));
+}

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub client_write_stall_timeout: Duration,
     /// An HTTP/1.1 connection idle between requests is closed after this long.
     pub keepalive_idle_timeout: Duration,
+    /// A connection on which no request started for this long and none is in flight
+    /// is ended gracefully (HTTP/2: GOAWAY).
+    pub h2_idle_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
     /// Default body limit for routes without `max_body_bytes`.

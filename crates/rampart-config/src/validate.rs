@@ -49,6 +49,7 @@ const SERVER_KEYS: &[&str] = &[
     "upstream_body_idle_timeout_ms",
     "client_write_stall_timeout_ms",
     "keepalive_idle_timeout_ms",
+    "h2_idle_timeout_ms",
     "request_timeout_ms",
     "max_connections",
     "max_body_bytes",
@@ -116,6 +117,7 @@ pub(crate) fn default_server() -> ServerConfig {
         upstream_body_idle_timeout: Duration::from_millis(30_000),
         client_write_stall_timeout: Duration::from_millis(30_000),
         keepalive_idle_timeout: Duration::from_millis(75_000),
+        h2_idle_timeout: Duration::from_millis(180_000),
         request_timeout: Duration::from_millis(30_000),
         max_connections: 10_000,
         max_body_bytes: 1_048_576,
@@ -319,6 +321,7 @@ fn server(cx: &mut Cx<'_>, item: Option<&Item>, hint: &mut Hint) -> ServerConfig
         1,
         s.keepalive_idle_timeout,
     );
+    s.h2_idle_timeout = ms(cx, &t, "h2_idle_timeout_ms", 1, s.h2_idle_timeout);
     s.request_timeout = ms(cx, &t, "request_timeout_ms", 1, s.request_timeout);
     if let Some(v) = cx.opt_u64(&t, "max_connections", 1, 10_000_000) {
         s.max_connections = usize::try_from(v).unwrap_or(s.max_connections);

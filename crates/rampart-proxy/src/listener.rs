@@ -2,8 +2,9 @@
 //! deadline, HTTP/1.1 or HTTP/2 (ALPN or h2c preface), header-read timeout, and a
 //! graceful drain that lets in-flight requests finish while new connections are refused.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +28,7 @@ pub struct ListenerSettings {
     pub header_read_timeout: Duration,
     pub keepalive_idle_timeout: Duration,
     pub client_write_stall_timeout: Duration,
+    pub h2_idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_header_count: usize,
     pub drain_timeout: Duration,
@@ -50,6 +52,7 @@ impl From<&ServerConfig> for ListenerSettings {
             header_read_timeout: s.header_read_timeout,
             keepalive_idle_timeout: s.keepalive_idle_timeout,
             client_write_stall_timeout: s.client_write_stall_timeout.min(MAX_DEADLINE),
+            h2_idle_timeout: s.h2_idle_timeout.min(MAX_DEADLINE),
             max_header_bytes: s.max_header_bytes,
             max_header_count: s.max_header_count,
             drain_timeout: s.drain_timeout,
@@ -135,6 +138,7 @@ pub async fn serve(
         let hrt = settings.header_read_timeout;
         let limits = settings.limits();
         let stall = settings.client_write_stall_timeout;
+        let idle_limit = settings.h2_idle_timeout;
         let local = local.unwrap_or(peer);
         tokio::spawn(async move {
             let _permit = permit;
@@ -149,7 +153,7 @@ pub async fn serve(
                     };
                     let flags = Flags::default();
                     let io = TokioIo::new(Sniff::new(stream, flags.clone(), limits, hrt, stall));
-                    serve_conn(gw, &builder, io, info, flags, shutdown).await;
+                    serve_conn(gw, &builder, io, info, flags, shutdown, idle_limit).await;
                 }
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(hrt, acceptor.accept(stream)).await {
@@ -188,7 +192,7 @@ pub async fn serve(
                     };
                     let flags = Flags::default();
                     let io = TokioIo::new(Sniff::new(tls, flags.clone(), limits, hrt, stall));
-                    serve_conn(gw, &builder, io, info, flags, shutdown).await;
+                    serve_conn(gw, &builder, io, info, flags, shutdown, idle_limit).await;
                 }
             }
         });
@@ -209,27 +213,109 @@ async fn serve_conn<I>(
     info: ConnInfo,
     flags: Flags,
     mut shutdown: watch::Receiver<bool>,
+    idle_limit: Duration,
 ) where
     I: Read + Write + Unpin + Send + 'static,
 {
     let current = gw.pipeline();
+    let activity = Arc::new(Activity::new());
     let svc = ConnService {
         cached: std::cell::RefCell::new(((*current).clone(), current)),
         gw,
         info,
         flags,
+        activity: Arc::clone(&activity),
     };
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     if *shutdown.borrow() {
         conn.as_mut().graceful_shutdown();
     }
-    tokio::select! {
-        r = conn.as_mut() => { log_conn_end(r); return; }
-        _ = shutdown.changed() => {}
+    let opened = tokio::time::Instant::from_std(activity.opened);
+    let mut floor = opened;
+    loop {
+        let due = (opened + activity.last_seen() + idle_limit).max(floor);
+        tokio::select! {
+            r = conn.as_mut() => { log_conn_end(r); return; }
+            _ = shutdown.changed() => break,
+            () = tokio::time::sleep_until(due) => {
+                // No request started or ended for the idle limit and none in flight:
+                // GOAWAY (an HTTP/2 connection's graceful end; a response body still
+                // streaming finishes).
+                let quiet = opened.elapsed().saturating_sub(activity.last_seen());
+                if activity.in_flight() == 0 && quiet >= idle_limit {
+                    break;
+                }
+                floor = tokio::time::Instant::now() + idle_limit;
+            }
+        }
     }
     conn.as_mut().graceful_shutdown();
     log_conn_end(conn.await);
+}
+
+/// When a request of the connection last started or ended (time since it opened) and
+/// how many are in flight, for the idle deadline.
+#[derive(Debug)]
+struct Activity {
+    opened: std::time::Instant,
+    last_seen_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: std::time::Instant::now(),
+            last_seen_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn started(&self) {
+        self.touch();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn ended(&self) {
+        self.touch();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn last_seen(&self) -> Duration {
+        Duration::from_millis(self.last_seen_ms.load(Ordering::Relaxed))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future, counted in flight until it completes or is dropped.
+    pub struct Tracked<F> {
+        #[pin]
+        fut: F,
+        activity: Arc<Activity>,
+    }
+
+    impl<F> PinnedDrop for Tracked<F> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().activity.ended();
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Tracked<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
 }
 
 fn log_conn_end(r: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
@@ -248,12 +334,13 @@ struct ConnService {
     /// cloning a pipeline touches every stage's reference count, so it is done once per
     /// connection and again only after a reload.
     cached: std::cell::RefCell<(crate::Pipeline, Arc<crate::Pipeline>)>,
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for ConnService {
     type Response = rampart_http::Resp;
     type Error = std::convert::Infallible;
-    type Future = <crate::Pipeline as Service<http::Request<Incoming>>>::Future;
+    type Future = Tracked<<crate::Pipeline as Service<http::Request<Incoming>>>::Future>;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(self.info.clone());
@@ -267,7 +354,8 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
             }
         }
         let current = self.gw.pipeline_ref();
-        match self.cached.try_borrow_mut() {
+        self.activity.started();
+        let fut = match self.cached.try_borrow_mut() {
             Ok(mut c) => {
                 if !Arc::ptr_eq(&c.1, &current) {
                     *c = ((**current).clone(), Arc::clone(&current));
@@ -276,6 +364,10 @@ impl hyper::service::Service<http::Request<Incoming>> for ConnService {
             }
             // Not reentrant in practice; if it ever were, a fresh clone is still right.
             Err(_) => (**current).clone().call(req),
+        };
+        Tracked {
+            fut,
+            activity: Arc::clone(&self.activity),
         }
     }
 }

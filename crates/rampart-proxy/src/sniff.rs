@@ -178,8 +178,10 @@ impl Framer {
                             if n < PRI.len() {
                                 return Tail::Hold(at);
                             }
-                            // HTTP/2 prior knowledge: hyper's business from here.
+                            // HTTP/2 prior knowledge: hyper's business from here
+                            // (its own deadlines apply; no head is awaited any more).
                             self.state = State::Off;
+                            self.first = false;
                             return Tail::All;
                         }
                     }
@@ -784,6 +786,12 @@ GET /d?q=#z HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\nHost: x\n\n";
     #[test]
     fn stops_for_http2() {
         assert!(fragments(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).is_empty());
+        // No head is awaited on an HTTP/2 connection: the header deadline must not
+        // end it.
+        let mut gate = Gate::new(Flags::default(), Limits::default());
+        assert!(gate.before_first_head());
+        assert_eq!(gate.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 24);
+        assert!(!gate.before_first_head() && !gate.holding());
     }
 
     fn refusal(head: &[u8]) -> Option<Malformed> {

@@ -32,6 +32,7 @@ fn readme_config_reference_loads() {
     assert_eq!(a.client_body_idle_timeout, b.client_body_idle_timeout);
     assert_eq!(a.upstream_body_idle_timeout, b.upstream_body_idle_timeout);
     assert_eq!(a.client_write_stall_timeout, b.client_write_stall_timeout);
+    assert_eq!(a.h2_idle_timeout, b.h2_idle_timeout);
     assert_eq!(a.request_timeout, b.request_timeout);
     assert_eq!(a.max_connections, b.max_connections);
     assert_eq!(a.max_body_bytes, b.max_body_bytes);

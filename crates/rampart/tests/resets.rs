@@ -93,3 +93,38 @@ fn paced_resets_reuse_upstream_connections_and_are_accounted_for() {
         "{counted} of {STREAMS} counted"
     );
 }
+
+#[test]
+fn an_idle_http2_connection_is_ended_with_goaway() {
+    let up = Upstream::start();
+    let gw = Gateway::start(&base_config(up.addr, "").replace(
+        "max_header_bytes = 16384\n",
+        "max_header_bytes = 16384\nh2_idle_timeout_ms = 500\n",
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        // A request slower than the idle limit is not cut: only idleness counts.
+        let req = http::Request::get("http://127.0.0.1/slow/800")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+        let start = std::time::Instant::now();
+        // Then nothing: the gateway ends the connection (GOAWAY, then close; the client
+        // side may see the close as a broken pipe).
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the idle connection was not ended");
+        assert!(send.is_closed() || send.ready().await.is_err());
+        let quiet = start.elapsed();
+        assert!(quiet >= Duration::from_millis(400), "{quiet:?}");
+    });
+}

@@ -55,7 +55,7 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 ];
 
 enum Material {
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
     Ed25519([u8; 32]),
 }
 
@@ -81,7 +81,7 @@ impl DeviceKey {
             return Err(KeyError::ShortSecret);
         }
         Ok(DeviceKey {
-            material: Material::Hmac(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            material: Material::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
         })
     }
 
@@ -161,6 +161,12 @@ pub(crate) fn pem_body(pem: &str, label: &str) -> Option<Zeroizing<Vec<u8>>> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
 

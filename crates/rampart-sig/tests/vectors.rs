@@ -1,6 +1,12 @@
 //! RFC test vectors, kept as data files under tests/vectors/, drive these tests:
 //! RFC 9421 Appendix B.2.5 (hmac-sha256) and B.2.6 (ed25519), RFC 9530 digests,
 //! RFC 4231 HMAC-SHA-256.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Shared by the integration tests: an owned request to take `RequestParts` from, and
 //! a few signing helpers.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 

@@ -176,8 +176,9 @@ impl Component {
                 out
             }
         };
-        // The base is lines of text: no control characters other than HTAB inside a field.
-        if v.iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+        // The base is US-ASCII lines (RFC 9421 §2.5): no control characters other than
+        // HTAB inside a field, and no obs-text bytes a signer could encode differently.
+        if v.iter().any(|&c| (c < 0x20 && c != b'\t') || c >= 0x7f) {
             return Err(BaseError::BadValue);
         }
         Ok(v)
@@ -304,6 +305,13 @@ mod tests {
         assert_eq!(
             Component::Field("x-absent".into()).value(&r),
             Err(BaseError::MissingField)
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-bin", http::HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let r = parts(&h, "/", "example.com");
+        assert_eq!(
+            Component::Field("x-bin".into()).value(&r),
+            Err(BaseError::BadValue)
         );
     }
 

@@ -13,6 +13,21 @@
 //! request target as received), the key lookup (the credential store), the clock passed in,
 //! and the nonce store.
 //!
+//! Wiring into the gateway (the `signature` entry of `auth.modes`):
+//! - Build [`RequestParts`] from the request as received ([`RequestParts::from_request`]
+//!   with the connection's scheme, or `X-Forwarded-Proto` from a trusted proxy). Only
+//!   origin-form targets are accepted (`*` and absolute-form are refused).
+//! - Pass `has_body` = the request has content (non-zero `Content-Length`, chunked, or
+//!   HTTP/2 DATA). With a body, `content-digest` must be covered and [`Verified::body`] is a
+//!   [`DigestChecker`]: feed it every chunk as it streams upstream and, when
+//!   [`DigestChecker::finish`] fails, abort the upstream request (never complete it).
+//! - [`KeyLookup`] is the credential store's device cache (several keys during a rotation
+//!   overlap); [`MemoryNonceStore`] or [`RedisNonceStore`] per `auth.signature.nonce_store`.
+//! - Answer every [`Refusal`] with the same 401 detail plus an `Accept-Signature` from
+//!   [`accept_signature`]; log [`Refusal::reason`]. [`Refusal::NonceStore`] is the gateway's
+//!   fault (Redis down, store full) but is refused all the same.
+//! - The clock is passed in (`now`), never read here.
+//!
 //! Typical use, after the gateway's header checks:
 //!
 //! ```

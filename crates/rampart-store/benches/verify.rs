@@ -8,7 +8,6 @@
     missing_docs
 )]
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -10,6 +10,7 @@ mod audit;
 mod audit_writer;
 mod auth;
 mod check;
+mod crypto;
 mod demo;
 mod echo;
 mod keys;
@@ -125,6 +126,9 @@ enum Command {
     /// The audit trail: verify chain, tree and checkpoints; follow; retention; proofs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Envelope encryption: status, encrypt/decrypt, rotate data keys, rewrap under a new KEK.
+    #[command(subcommand)]
+    Crypto(crypto::CryptoCommand),
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => revoke::run(args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Crypto(cmd) => crypto::run(cmd),
     };
     ExitCode::from(code)
 }

@@ -13,6 +13,7 @@ mod check;
 mod crypto;
 mod demo;
 mod echo;
+mod evidence;
 mod keys;
 mod lint;
 mod logging;
@@ -129,6 +130,9 @@ enum Command {
     /// Envelope encryption: status, encrypt/decrypt, rotate data keys, rewrap under a new KEK.
     #[command(subcommand)]
     Crypto(crypto::CryptoCommand),
+    /// Signed evidence bundles: pack a directory, verify a bundle against a keyring.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Crypto(cmd) => crypto::run(cmd),
+        Command::Evidence(cmd) => evidence::run(cmd),
     };
     ExitCode::from(code)
 }

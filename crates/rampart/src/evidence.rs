@@ -124,11 +124,15 @@ fn check_out(cfg: &rampart_config::Config, out: &Path) -> Result<(), String> {
     if !out.is_absolute() || out.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err("--out must be an absolute path without `..`".into());
     }
+    // Compared after resolving symlinks too: a link inside a root must not lead out.
+    let real = parent
+        .canonicalize()
+        .map_err(|e| format!("--out directory {}: {e}", parent.display()))?;
     if !cfg
         .server
         .allowed_data_roots
         .iter()
-        .any(|r| parent.starts_with(r))
+        .any(|r| parent.starts_with(r) && r.canonicalize().is_ok_and(|rr| real.starts_with(rr)))
     {
         return Err(format!(
             "--out {} is not under an allowed_data_roots entry",

@@ -129,6 +129,19 @@ fn status_disabled_without_kek() {
     let o = env.run("no-kek.toml", &["crypto", "encrypt"], b"x");
     assert_eq!(o.status.code(), Some(2));
     assert!(err(&o).contains("crypto.kek"), "{}", err(&o));
+    // A file: KEK that group or other can read is refused, naming the setting.
+    std::fs::set_permissions(
+        env.dir.join("kek1"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    let o = env.run("with-kek.toml", &["crypto", "status"], b"");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("crypto.kek") && err(&o).contains("group/other"),
+        "{}",
+        err(&o)
+    );
 }
 
 #[test]

@@ -295,6 +295,12 @@ fn pack_verify_rotate_and_tamper() {
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("allowed_data_roots"), "{}", err(&o));
     assert!(!outside.exists());
+    // A symlink inside the root that leads out of it: refused.
+    let link = env.dir.join("out/escape");
+    std::os::unix::fs::symlink(other.dir.join("out"), &link).unwrap();
+    let o = env.pack(&link.join("b.tar.gz"));
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(!other.dir.join("out/b.tar.gz").exists());
     // A group-writable directory under the root: refused by the data-root checks.
     let loose = env.dir.join("loose");
     std::fs::create_dir_all(&loose).unwrap();

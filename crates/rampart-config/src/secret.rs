@@ -286,6 +286,17 @@ pub(crate) fn resolve(
     }
 }
 
+/// Resolves an `env:NAME` or `file:PATH` reference given on a command line (e.g.
+/// `rampart crypto rewrap --new-kek`) against the process environment, with the same
+/// file rules as the configuration. A literal value is refused. The message names the
+/// reference, never the value.
+pub fn resolve_reference(value: &str) -> Result<Secret, String> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    resolve(value, None, &env, false).map_err(|e| e.message)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

@@ -1,6 +1,7 @@
 //! rampart's signing keyring: Ed25519 keys (through aws-lc-rs) behind a provider trait,
 //! the retained public keys that keep old signatures verifiable after a rotation, and the
-//! `SHA256:` fingerprints of DESIGN.md §6.
+//! `SHA256:` fingerprints of DESIGN.md §6; and [`envelope`] encryption of secrets at rest
+//! (AES-256-GCM data keys wrapped by a key-encryption key behind the [`Kms`] trait).
 //!
 //! Guards against: private keys leaking through logs or core dumps of freed memory (secret
 //! types have no `Debug` and are wiped on drop), a signature made by a key nobody can
@@ -24,10 +25,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dsse;
+pub mod envelope;
 mod keyring;
 mod keys;
 mod provider;
 
+pub use envelope::{DataKey, EnvelopeError, Kek, Keyset, Kms, LocalKms, Plaintext};
 pub use keyring::{KeyEntry, KeyStatus, Keyring, KeyringFile, TrustedKeys};
 pub use keys::{PublicKey, Signature, SigningKey, fingerprint, valid_key_id};
 pub use provider::{EnvProvider, EnvSource, FileProvider, KeyProvider, ProcessEnv};

@@ -24,11 +24,18 @@ pub const DEFAULT_URL: &str = "sqlite://rampart.db";
 
 /// Every migration, in order. Append new ones; never edit an applied one (its checksum is
 /// recorded and checked at every start).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "credentials",
-    include_str!("../migrations/0001_credentials.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "credentials",
+        include_str!("../migrations/0001_credentials.sql"),
+    ),
+    (
+        2,
+        "envelope",
+        include_str!("../migrations/0002_envelope.sql"),
+    ),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(

@@ -22,6 +22,10 @@
 //!   (a revocation reaches every gateway within 5 s); with `[redis] url`, a revocation is
 //!   also published and applied within a network round trip, and written to a Redis set
 //!   that a gateway reads when it starts.
+//! - **Secrets at rest.** Secrets that must be usable again (device HMAC keys) are kept
+//!   in the `secrets` table only as AES-256-GCM ciphertexts under a data key, bound to
+//!   their name; data keys only wrapped under the KEK (`crypto.kek`), which never enters
+//!   the database ([`Vault`]). A wrong KEK is found when the vault opens, not later.
 //! - **Secrets in output.** [`ApiKeySecret`] is wiped on drop and has no `Display`;
 //!   records and errors never carry the secret or its hash; database and Redis URLs
 //!   (which may hold passwords) are never printed.
@@ -61,6 +65,7 @@ mod db;
 pub mod key;
 mod revocation;
 mod sync;
+mod vault;
 pub mod when;
 
 pub use apikeys::{
@@ -75,6 +80,7 @@ pub use revocation::{
     Revocations, normalize_cert_fp,
 };
 pub use sync::{SyncOptions, load_once, poll_once, spawn_sync, spawn_sync_with};
+pub use vault::{KeyStats, MAX_SECRET_BYTES, MAX_SECRET_NAME, SecretMeta, Vault};
 
 /// Store errors. Messages never contain a secret, a key hash or a connection URL.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +109,10 @@ pub enum StoreError {
     /// The system random generator failed.
     #[error("the system random generator failed")]
     Random,
+    /// Envelope encryption: a data key that does not unwrap (the wrong `crypto.kek`), a
+    /// ciphertext that does not authenticate, a malformed stored value.
+    #[error("{0}")]
+    Crypto(rampart_crypto::envelope::EnvelopeError),
     /// Publishing to Redis failed (the store write itself succeeded).
     #[error("redis: {0}")]
     Redis(String),

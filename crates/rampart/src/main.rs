@@ -10,8 +10,10 @@ mod audit;
 mod audit_writer;
 mod auth;
 mod check;
+mod crypto;
 mod demo;
 mod echo;
+mod evidence;
 mod keys;
 mod lint;
 mod logging;
@@ -125,6 +127,12 @@ enum Command {
     /// The audit trail: verify chain, tree and checkpoints; follow; retention; proofs.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Envelope encryption: status, encrypt/decrypt, rotate data keys, rewrap under a new KEK.
+    #[command(subcommand)]
+    Crypto(crypto::CryptoCommand),
+    /// Signed evidence bundles: pack a directory, verify a bundle against a keyring.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCommand),
     /// A fast loopback HTTP/1.1 echo server (demo and benchmark upstream).
     #[command(hide = true)]
     Echo {
@@ -173,6 +181,8 @@ fn main() -> ExitCode {
         Command::Revoke(args) => revoke::run(args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Crypto(cmd) => crypto::run(cmd),
+        Command::Evidence(cmd) => evidence::run(cmd),
     };
     ExitCode::from(code)
 }

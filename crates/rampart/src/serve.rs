@@ -131,6 +131,7 @@ pub fn config_reasons(cfg: &Config) -> Vec<Reason> {
                     .into(),
         });
     }
+    crate::crypto::health_reasons(cfg, &mut r);
     if cfg.server.tls.is_none() {
         r.push(Reason {
             code: "tls_disabled".into(),
@@ -172,6 +173,11 @@ pub async fn serve(
             tracing::error!(error = %e, "authentication cannot start; not starting");
             return 2;
         }
+    };
+    // A KEK that cannot unwrap the stored data keys refuses the start (fail closed).
+    let Ok(crypto) = crate::crypto::start(&cfg, &health).await else {
+        tracing::error!("crypto.kek refused; not starting");
+        return 2;
     };
     let Ok(audit) = crate::audit_writer::start(&cfg, &metrics, &health) else {
         tracing::error!("audit log cannot be opened; not starting");
@@ -225,7 +231,11 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             health: Arc::clone(&health),
             build: BUILD,
-            sources: auth.sources.clone(),
+            sources: {
+                let mut s = auth.sources.clone();
+                s.push(crypto);
+                s
+            },
             api: crate::admin_api::build(&gw.config(), &auth),
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));

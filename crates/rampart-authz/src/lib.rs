@@ -30,7 +30,8 @@
 //! #     id: "r".into(), path: path.into(), methods: vec![], upstream: "app".into(),
 //! #     public: false, max_body_bytes: None, tier: None,
 //! #     scopes: scopes.iter().map(|s| s.to_string()).collect(), any_scopes: vec![],
-//! #     allow_path_params: false, allow_fragment: false, allow_wildcard: false };
+//! #     allow_path_params: false, allow_fragment: false, allow_wildcard: false,
+//! #     cors: None, csrf: None, identity_assertion: false };
 //! let mut reader = rampart_http::Identity::anonymous();
 //! reader.method = "jwt";
 //! reader.roles = vec!["reader".into()];

@@ -46,6 +46,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cors;
+pub mod csrf;
+
+pub use cors::{Cors, CorsLayer};
+pub use csrf::{Csrf, CsrfLayer};
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use rampart_config::RouteConfig;

@@ -610,6 +610,24 @@ fn strip_path_params(path: &str) -> String {
     out
 }
 
+/// The method a CORS preflight asks about: `OPTIONS` with `Origin` and one
+/// `Access-Control-Request-Method` naming a method (Fetch standard, CORS-preflight
+/// request).
+fn preflight_method<B>(req: &Request<B>) -> Option<http::Method> {
+    if req.method() != http::Method::OPTIONS || !req.headers().contains_key(header::ORIGIN) {
+        return None;
+    }
+    let mut asked = req
+        .headers()
+        .get_all(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .iter();
+    let v = asked.next()?;
+    if asked.next().is_some() {
+        return None;
+    }
+    http::Method::from_bytes(v.as_bytes()).ok()
+}
+
 /// Put on responses once a route matched: the route, for metrics and logs.
 #[derive(Debug, Clone)]
 pub struct MatchedRoute(pub Arc<crate::Route>);
@@ -631,7 +649,20 @@ impl Stage for RouteStage {
         } else {
             std::borrow::Cow::Borrowed(&*normalized)
         };
-        let (route, params) = match self.router.route(&match_path, req.method()) {
+        // A CORS preflight asks about another method: it is routed by that method, but
+        // only to a route that enables CORS (whose stage answers it; it never reaches the
+        // upstream). Any other OPTIONS request is routed as itself.
+        let preflight = preflight_method(req);
+        let outcome = match &preflight {
+            Some(asked) => match self.router.route(&match_path, asked) {
+                RouteOutcome::Matched(r, p) if r.config.cors.is_some() => {
+                    RouteOutcome::Matched(r, p)
+                }
+                _ => self.router.route(&match_path, req.method()),
+            },
+            None => self.router.route(&match_path, req.method()),
+        };
+        let (route, params) = match outcome {
             RouteOutcome::Matched(r, p) => (r, p),
             RouteOutcome::NotFound => return Err(Reject::NotFound),
             RouteOutcome::MethodNotAllowed(m) => return Err(Reject::MethodNotAllowed(m)),
@@ -659,6 +690,11 @@ impl Stage for RouteStage {
             let mut parts = req.uri().clone().into_parts();
             parts.path_and_query = Some(pq.parse().map_err(|_| Reject::BadTarget)?);
             *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Reject::BadTarget)?;
+        }
+        if let Some(method) = preflight
+            && route.config.cors.is_some()
+        {
+            req.extensions_mut().insert(crate::Preflight { method });
         }
         req.extensions_mut().insert(RouteMatch {
             route: Arc::clone(&route),

@@ -91,6 +91,8 @@ pub fn build_pipeline(
     // Body limit last before forwarding: it needs the permit's route, and a refused
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
+    // CSRF once the caller is known to be allowed, before any body byte is read.
+    let svc = rampart_authz::CsrfLayer::new().layer(svc);
     // The permit the forwarding stage demands is made here and nowhere else.
     let policy =
         rampart_authz::Policy::new(rampart_authz::Rbac::from_config(cfg.later.rbac.as_ref()));
@@ -98,6 +100,9 @@ pub fn build_pipeline(
     // Authentication after the route match (public routes skip it) and the client
     // address (identity headers count only from trusted proxies).
     let svc = AuthnLayer::from_stage(Authn::new(cfg, verifiers.clone())?).layer(svc);
+    // CORS before authentication: browsers send preflights without credentials, and the
+    // gateway answers them itself (never forwarded).
+    let svc = rampart_authz::CorsLayer::new().layer(svc);
     let svc = ClientAddrLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = BoxStack::new(svc);
     let svc = RouteLayer::new(router).layer(svc);

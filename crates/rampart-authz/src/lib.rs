@@ -48,9 +48,11 @@
 
 pub mod cors;
 pub mod csrf;
+pub mod identity;
 
 pub use cors::{Cors, CorsLayer};
 pub use csrf::{Csrf, CsrfLayer};
+pub use identity::{Asserter, IdentityAssertion, IdentityAssertionLayer, jwks_json};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -77,8 +77,14 @@ pub fn build_pipeline(
     client: &UpstreamClient,
     verifiers: &Verifiers,
     audit: Option<&AuditHandle>,
+    asserter: Option<&Arc<rampart_authz::Asserter>>,
 ) -> Result<Pipeline, ApplyError> {
     let s = &cfg.server;
+    if asserter.is_none()
+        && let Some(r) = cfg.routes.iter().find(|r| r.identity_assertion)
+    {
+        return Err(ApplyError::NoSigningKey(r.id.clone()));
+    }
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
         .upstreams
         .iter()
@@ -91,6 +97,9 @@ pub fn build_pipeline(
     // Body limit last before forwarding: it needs the permit's route, and a refused
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
+    // The signed identity is made from the permit, and replaces any x-rampart-identity
+    // already on the request.
+    let svc = rampart_authz::IdentityAssertionLayer::new(asserter.cloned()).layer(svc);
     // CSRF once the caller is known to be allowed, before any body byte is read.
     let svc = rampart_authz::CsrfLayer::new().layer(svc);
     // The permit the forwarding stage demands is made here and nowhere else.
@@ -141,6 +150,7 @@ pub struct Gateway {
     client: UpstreamClient,
     verifiers: ArcSwap<Verifiers>,
     audit: Option<AuditHandle>,
+    asserter: Option<Arc<rampart_authz::Asserter>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -158,6 +168,10 @@ pub enum ApplyError {
     UpstreamTls(#[from] rustls::Error),
     #[error(transparent)]
     Authn(#[from] rampart_authn::AuthnError),
+    #[error(
+        "route `{0}` has identity_assertion = true, but no signing key was opened at start ([signing] and server.data_dir; a restart is needed to add one)"
+    )]
+    NoSigningKey(String),
 }
 
 impl Gateway {
@@ -167,17 +181,19 @@ impl Gateway {
         sink: Option<Arc<dyn AccessSink>>,
         verifiers: Verifiers,
     ) -> Result<Arc<Self>, ApplyError> {
-        Self::with_audit(cfg, metrics, sink, verifiers, None)
+        Self::with_audit(cfg, metrics, sink, verifiers, None, None)
     }
 
     /// Like [`Gateway::new`], recording every request through the audit writer `audit`
-    /// while `[audit]` is configured.
+    /// while `[audit]` is configured, and signing identity assertions with `asserter` on
+    /// routes that ask for them.
     pub fn with_audit(
         cfg: Config,
         metrics: Arc<GatewayMetrics>,
         sink: Option<Arc<dyn AccessSink>>,
         verifiers: Verifiers,
         audit: Option<AuditHandle>,
+        asserter: Option<Arc<rampart_authz::Asserter>>,
     ) -> Result<Arc<Self>, ApplyError> {
         let client =
             UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout)?;
@@ -192,6 +208,7 @@ impl Gateway {
             &client,
             &verifiers,
             audit.as_ref(),
+            asserter.as_ref(),
         )?;
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
@@ -202,6 +219,7 @@ impl Gateway {
             client,
             verifiers: ArcSwap::from_pointee(verifiers),
             audit,
+            asserter,
         }))
     }
 
@@ -261,6 +279,7 @@ impl Gateway {
             &self.client,
             &verifiers,
             self.audit.as_ref(),
+            self.asserter.as_ref(),
         )?;
         self.pipeline.store(Arc::new(pipeline));
         self.verifiers.store(Arc::new(verifiers));

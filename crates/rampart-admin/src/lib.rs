@@ -1,4 +1,5 @@
-//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`.
+//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`, and
+//! `/.well-known/jwks.json` (public signing keys) when the binary opened a keyring.
 //!
 //! Guards against: a load balancer keeping a draining or degraded gateway in rotation
 //! (`/healthz` turns 503 on any `warn` reason), operators guessing which build runs

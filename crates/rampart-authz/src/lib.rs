@@ -7,6 +7,12 @@
 //! the normalized path, so `..`, `//` and unreserved percent-encodings are already
 //! resolved and ambiguous paths already refused), and the validated `[rbac]` section.
 //!
+//! Beside the policy, the browser-facing stages of routes that enable them: [`cors`]
+//! (preflights answered before authentication, exact origin allowlist), [`csrf`]
+//! (double-submit check for cookie-authenticated callers) and [`identity`] (the signed
+//! `x-rampart-identity` assertion and the JWKS that verifies it). Each module's docs say
+//! what it guards against and what it trusts.
+//!
 //! [`decide`] is pure: no I/O, no clock, no state kept between calls, so a decision made
 //! for one route can never be reused for another. [`Policy`] wraps it as the
 //! [`RoutePolicy`] the authorization layer in `rampart-http` asks on every request; that

@@ -1386,6 +1386,76 @@ mod tests {
     }
 
     #[test]
+    fn preflights_route_by_the_asked_method_only_on_cors_routes() {
+        let route = |id: &str, path: &str, cors: bool| rampart_config::RouteConfig {
+            id: id.into(),
+            path: path.into(),
+            methods: vec![http::Method::POST],
+            upstream: "app".into(),
+            public: false,
+            max_body_bytes: None,
+            tier: None,
+            scopes: vec![],
+            any_scopes: vec![],
+            allow_path_params: false,
+            allow_fragment: false,
+            allow_wildcard: false,
+            cors: cors.then(|| rampart_config::CorsConfig {
+                allowed_origins: vec!["https://a.example".into()],
+                any_origin: false,
+                allowed_methods: vec![],
+                allowed_headers: vec![],
+                expose_headers: vec![],
+                allow_credentials: false,
+                max_age_s: None,
+            }),
+            csrf: None,
+            identity_assertion: false,
+        };
+        let router = Router::new(
+            &[route("c", "/c", true), route("p", "/p", false)],
+            &GatewayMetrics::default(),
+        );
+        let stage = RouteStage {
+            router: Arc::new(router),
+        };
+        let req = |path: &str, origin: bool, asked: &[&'static str]| {
+            let mut b = Request::builder().method("OPTIONS").uri(path);
+            if origin {
+                b = b.header("origin", "https://a.example");
+            }
+            for a in asked {
+                b = b.header("access-control-request-method", *a);
+            }
+            b.body(()).unwrap()
+        };
+        // A preflight of the CORS route: matched by POST, marked.
+        let mut r = req("/c", true, &["POST"]);
+        let m = stage.on_request(&mut r).unwrap();
+        assert_eq!(&*m.id, "c");
+        assert_eq!(
+            r.extensions().get::<crate::Preflight>().unwrap().method,
+            http::Method::POST
+        );
+        // Not preflights (no Origin, no or two asked methods), or a route without CORS:
+        // routed as OPTIONS, which these routes refuse.
+        for (path, origin, asked) in [
+            ("/c", false, &["POST"][..]),
+            ("/c", true, &[][..]),
+            ("/c", true, &["POST", "POST"][..]),
+            ("/c", true, &["DELETE"][..]),
+            ("/p", true, &["POST"][..]),
+        ] {
+            let mut r = req(path, origin, asked);
+            assert!(
+                matches!(stage.on_request(&mut r), Err(Reject::MethodNotAllowed(_))),
+                "{path} {origin} {asked:?}"
+            );
+            assert!(r.extensions().get::<crate::Preflight>().is_none());
+        }
+    }
+
+    #[test]
     fn host_allowlist() {
         let l = HostLayer::new(vec!["api.example.com".into(), "*.apps.example.com".into()]);
         let c = &l.stage;

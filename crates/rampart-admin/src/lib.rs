@@ -1,4 +1,5 @@
-//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`.
+//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`, and
+//! `/.well-known/jwks.json` (public signing keys) when the binary opened a keyring.
 //!
 //! Guards against: a load balancer keeping a draining or degraded gateway in rotation
 //! (`/healthz` turns 503 on any `warn` reason), operators guessing which build runs
@@ -101,6 +102,9 @@ pub struct AdminState {
     pub sources: Vec<Arc<dyn MetricsSource>>,
     /// The `/admin/*` API, when the binary provides one.
     pub api: Option<Arc<dyn AdminApi>>,
+    /// `GET /.well-known/jwks.json`: the public keys of the signing keyring (RFC 7517),
+    /// when one is open. Public keys only, so no authentication.
+    pub jwks: Option<String>,
 }
 
 /// A response of the admin listener.
@@ -187,6 +191,14 @@ pub fn handle<B>(state: &AdminState, req: &Request<B>) -> AdminResp {
             "{\"status\":\"alive\"}".into(),
         ),
         "/healthz" => healthz(state),
+        "/.well-known/jwks.json" => match &state.jwks {
+            Some(doc) => respond(StatusCode::OK, "application/jwk-set+json", doc.clone()),
+            None => problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No signing key is configured.",
+            ),
+        },
         "/metrics" => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -363,6 +375,7 @@ mod tests {
             },
             sources: Vec::new(),
             api: None,
+            jwks: None,
         }
     }
 
@@ -402,5 +415,15 @@ mod tests {
         assert_eq!(handle(&s, &post).status(), 405);
         assert_eq!(handle(&s, &get("/live")).status(), 200);
         assert_eq!(handle(&s, &get("/version")).status(), 200);
+    }
+
+    #[test]
+    fn jwks_only_when_a_key_is_open() {
+        let mut s = state();
+        assert_eq!(handle(&s, &get("/.well-known/jwks.json")).status(), 404);
+        s.jwks = Some("{\"keys\":[]}".into());
+        let r = handle(&s, &get("/.well-known/jwks.json"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/jwk-set+json");
     }
 }

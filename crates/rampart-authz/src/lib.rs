@@ -7,6 +7,12 @@
 //! the normalized path, so `..`, `//` and unreserved percent-encodings are already
 //! resolved and ambiguous paths already refused), and the validated `[rbac]` section.
 //!
+//! Beside the policy, the browser-facing stages of routes that enable them: [`cors`]
+//! (preflights answered before authentication, exact origin allowlist), [`csrf`]
+//! (double-submit check for cookie-authenticated callers) and [`identity`] (the signed
+//! `x-rampart-identity` assertion and the JWKS that verifies it). Each module's docs say
+//! what it guards against and what it trusts.
+//!
 //! [`decide`] is pure: no I/O, no clock, no state kept between calls, so a decision made
 //! for one route can never be reused for another. [`Policy`] wraps it as the
 //! [`RoutePolicy`] the authorization layer in `rampart-http` asks on every request; that
@@ -30,7 +36,8 @@
 //! #     id: "r".into(), path: path.into(), methods: vec![], upstream: "app".into(),
 //! #     public: false, max_body_bytes: None, tier: None,
 //! #     scopes: scopes.iter().map(|s| s.to_string()).collect(), any_scopes: vec![],
-//! #     allow_path_params: false, allow_fragment: false, allow_wildcard: false };
+//! #     allow_path_params: false, allow_fragment: false, allow_wildcard: false,
+//! #     cors: None, csrf: None, identity_assertion: false };
 //! let mut reader = rampart_http::Identity::anonymous();
 //! reader.method = "jwt";
 //! reader.roles = vec!["reader".into()];
@@ -44,6 +51,14 @@
 //! ```
 
 #![forbid(unsafe_code)]
+
+pub mod cors;
+pub mod csrf;
+pub mod identity;
+
+pub use cors::{Cors, CorsLayer};
+pub use csrf::{Csrf, CsrfLayer};
+pub use identity::{Asserter, IdentityAssertion, IdentityAssertionLayer, jwks_json};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -22,6 +22,9 @@ fn route(path: &str, scopes: &[&str], any: &[&str]) -> RouteConfig {
         allow_path_params: false,
         allow_fragment: false,
         allow_wildcard: false,
+        cors: None,
+        csrf: None,
+        identity_assertion: false,
     }
 }
 

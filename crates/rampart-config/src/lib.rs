@@ -57,6 +57,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod check;
 mod cx;
 mod dataroot;
@@ -75,8 +76,8 @@ pub use check::{CheckReport, Finding, Severity, check, check_config, check_with_
 pub use dataroot::{DataRootError, check_data_root, check_data_roots};
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    ClientAuth, Config, HeadersConfig, Profile, RouteConfig, ServerConfig, TlsConfig,
-    UpstreamConfig,
+    ClientAuth, Config, CorsConfig, CsrfConfig, HeadersConfig, Profile, RouteConfig, ServerConfig,
+    TlsConfig, UpstreamConfig,
 };
 
 use cx::Cx;

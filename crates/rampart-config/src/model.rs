@@ -124,6 +124,42 @@ pub struct RouteConfig {
     pub allow_fragment: bool,
     /// Allow a literal `*` where a `{name}` segment is expected.
     pub allow_wildcard: bool,
+    /// Cross-origin access from browsers (`cors = { … }`); `None` = no CORS headers, and
+    /// preflights are routed like any other `OPTIONS` request.
+    pub cors: Option<CorsConfig>,
+    /// Double-submit CSRF check for cookie-authenticated callers (`csrf = { … }`).
+    pub csrf: Option<CsrfConfig>,
+    /// Send the upstream a signed, short-lived JWT of the caller in `x-rampart-identity`.
+    pub identity_assertion: bool,
+}
+
+/// A route's `cors = { … }`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Origins allowed, exactly as browsers serialize them (`https://app.example.com`,
+    /// lower-case, no default port, no path). Never `null`.
+    pub allowed_origins: Vec<String>,
+    /// `allowed_origins = ["*"]`: any origin, answered with a literal `*` (never with
+    /// credentials, never echoing the request's `Origin`).
+    pub any_origin: bool,
+    /// Methods a preflight may ask for; empty = whatever the route accepts.
+    pub allowed_methods: Vec<http::Method>,
+    /// Request headers a preflight may ask for (lower-case).
+    pub allowed_headers: Vec<String>,
+    /// Response headers browser scripts may read (lower-case).
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    /// `Access-Control-Max-Age` of preflight answers.
+    pub max_age_s: Option<u64>,
+}
+
+/// A route's `csrf = { … }`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrfConfig {
+    /// Cookie holding the token; always `__Host-` prefixed.
+    pub cookie: String,
+    /// Request header that must repeat the cookie's value (lower-case).
+    pub header: String,
 }
 
 /// `[headers]`: values sent on every response. `None` = header not sent.

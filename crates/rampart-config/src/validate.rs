@@ -75,6 +75,9 @@ const ROUTE_KEYS: &[&str] = &[
     "allow_path_params",
     "allow_fragment",
     "allow_wildcard",
+    "cors",
+    "csrf",
+    "identity_assertion",
 ];
 
 const HEADER_KEYS: &[&str] = &[
@@ -844,6 +847,34 @@ fn routes(
         let allow_path_params = cx.opt_bool(&t, "allow_path_params").unwrap_or(false);
         let allow_fragment = cx.opt_bool(&t, "allow_fragment").unwrap_or(false);
         let allow_wildcard = cx.opt_bool(&t, "allow_wildcard").unwrap_or(false);
+        let cors = match t.get("cors") {
+            None => None,
+            Some(i) => {
+                let c = crate::access::cors(cx, i, &t.key("cors"), &methods);
+                ok &= c.is_some();
+                c
+            }
+        };
+        let csrf = match t.get("csrf") {
+            None => None,
+            Some(i) => {
+                let c = crate::access::csrf(cx, i, &t.key("csrf"));
+                ok &= c.is_some();
+                c
+            }
+        };
+        let identity_assertion = cx.opt_bool(&t, "identity_assertion").unwrap_or(false);
+        if identity_assertion
+            && public
+            && let Some(i) = t.get("identity_assertion")
+        {
+            cx.error(
+                i,
+                &t.key("identity_assertion"),
+                "a public route has no authenticated caller to assert",
+            );
+            ok = false;
+        }
         if !ok {
             continue;
         }
@@ -876,6 +907,9 @@ fn routes(
             allow_path_params,
             allow_fragment,
             allow_wildcard,
+            cors,
+            csrf,
+            identity_assertion,
         });
     }
     out

@@ -71,6 +71,9 @@ fn route(id: &str, path: &str) -> RouteConfig {
         allow_path_params: false,
         allow_fragment: false,
         allow_wildcard: false,
+        cors: None,
+        csrf: None,
+        identity_assertion: false,
     }
 }
 

@@ -118,6 +118,11 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // A preflight was routed by the method it asks about; only the CORS stage may
+        // answer it. Reaching here means the stack lacks that stage: never forward it.
+        if req.extensions().get::<crate::Preflight>().is_some() {
+            return StageFuture::reject(Reject::Internal, req.extensions().get::<RequestId>());
+        }
         let found = req.extensions_mut().remove::<Arc<Identity>>();
         let Some(m) = req.extensions().get::<RouteMatch>() else {
             return StageFuture::reject(Reject::Internal, req.extensions().get::<RequestId>());

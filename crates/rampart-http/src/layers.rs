@@ -635,6 +635,24 @@ fn strip_path_params(path: &str) -> String {
     out
 }
 
+/// The method a CORS preflight asks about: `OPTIONS` with `Origin` and one
+/// `Access-Control-Request-Method` naming a method (Fetch standard, CORS-preflight
+/// request).
+fn preflight_method<B>(req: &Request<B>) -> Option<http::Method> {
+    if req.method() != http::Method::OPTIONS || !req.headers().contains_key(header::ORIGIN) {
+        return None;
+    }
+    let mut asked = req
+        .headers()
+        .get_all(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .iter();
+    let v = asked.next()?;
+    if asked.next().is_some() {
+        return None;
+    }
+    http::Method::from_bytes(v.as_bytes()).ok()
+}
+
 /// Put on responses once a route matched: the route, for metrics and logs.
 #[derive(Debug, Clone)]
 pub struct MatchedRoute(pub Arc<crate::Route>);
@@ -656,7 +674,20 @@ impl Stage for RouteStage {
         } else {
             std::borrow::Cow::Borrowed(&*normalized)
         };
-        let (route, params) = match self.router.route(&match_path, req.method()) {
+        // A CORS preflight asks about another method: it is routed by that method, but
+        // only to a route that enables CORS (whose stage answers it; it never reaches the
+        // upstream). Any other OPTIONS request is routed as itself.
+        let preflight = preflight_method(req);
+        let outcome = match &preflight {
+            Some(asked) => match self.router.route(&match_path, asked) {
+                RouteOutcome::Matched(r, p) if r.config.cors.is_some() => {
+                    RouteOutcome::Matched(r, p)
+                }
+                _ => self.router.route(&match_path, req.method()),
+            },
+            None => self.router.route(&match_path, req.method()),
+        };
+        let (route, params) = match outcome {
             RouteOutcome::Matched(r, p) => (r, p),
             RouteOutcome::NotFound => return Err(Reject::NotFound),
             RouteOutcome::MethodNotAllowed(m) => return Err(Reject::MethodNotAllowed(m)),
@@ -684,6 +715,11 @@ impl Stage for RouteStage {
             let mut parts = req.uri().clone().into_parts();
             parts.path_and_query = Some(pq.parse().map_err(|_| Reject::BadTarget)?);
             *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Reject::BadTarget)?;
+        }
+        if let Some(method) = preflight
+            && route.config.cors.is_some()
+        {
+            req.extensions_mut().insert(crate::Preflight { method });
         }
         req.extensions_mut().insert(RouteMatch {
             route: Arc::clone(&route),
@@ -1525,6 +1561,76 @@ mod tests {
         fn rampart_alias_detection_matches_canonical_form(s in "[a-zA-Z._-]{0,24}") {
             let canon = s.to_ascii_lowercase().replace(['_', '.'], "-");
             proptest::prop_assert_eq!(is_rampart_header(s.as_bytes()), canon.starts_with("x-rampart-"));
+        }
+    }
+
+    #[test]
+    fn preflights_route_by_the_asked_method_only_on_cors_routes() {
+        let route = |id: &str, path: &str, cors: bool| rampart_config::RouteConfig {
+            id: id.into(),
+            path: path.into(),
+            methods: vec![http::Method::POST],
+            upstream: "app".into(),
+            public: false,
+            max_body_bytes: None,
+            tier: None,
+            scopes: vec![],
+            any_scopes: vec![],
+            allow_path_params: false,
+            allow_fragment: false,
+            allow_wildcard: false,
+            cors: cors.then(|| rampart_config::CorsConfig {
+                allowed_origins: vec!["https://a.example".into()],
+                any_origin: false,
+                allowed_methods: vec![],
+                allowed_headers: vec![],
+                expose_headers: vec![],
+                allow_credentials: false,
+                max_age_s: None,
+            }),
+            csrf: None,
+            identity_assertion: false,
+        };
+        let router = Router::new(
+            &[route("c", "/c", true), route("p", "/p", false)],
+            &GatewayMetrics::default(),
+        );
+        let stage = RouteStage {
+            router: Arc::new(router),
+        };
+        let req = |path: &str, origin: bool, asked: &[&'static str]| {
+            let mut b = Request::builder().method("OPTIONS").uri(path);
+            if origin {
+                b = b.header("origin", "https://a.example");
+            }
+            for a in asked {
+                b = b.header("access-control-request-method", *a);
+            }
+            b.body(()).unwrap()
+        };
+        // A preflight of the CORS route: matched by POST, marked.
+        let mut r = req("/c", true, &["POST"]);
+        let m = stage.on_request(&mut r).unwrap();
+        assert_eq!(&*m.id, "c");
+        assert_eq!(
+            r.extensions().get::<crate::Preflight>().unwrap().method,
+            http::Method::POST
+        );
+        // Not preflights (no Origin, no or two asked methods), or a route without CORS:
+        // routed as OPTIONS, which these routes refuse.
+        for (path, origin, asked) in [
+            ("/c", false, &["POST"][..]),
+            ("/c", true, &[][..]),
+            ("/c", true, &["POST", "POST"][..]),
+            ("/c", true, &["DELETE"][..]),
+            ("/p", true, &["POST"][..]),
+        ] {
+            let mut r = req(path, origin, asked);
+            assert!(
+                matches!(stage.on_request(&mut r), Err(Reject::MethodNotAllowed(_))),
+                "{path} {origin} {asked:?}"
+            );
+            assert!(r.extensions().get::<crate::Preflight>().is_none());
         }
     }
 

@@ -114,6 +114,16 @@ pub struct RouteMatch {
     pub params: Params,
 }
 
+/// Inserted by the route stage when the request is a CORS preflight (`OPTIONS` with
+/// `Origin` and `Access-Control-Request-Method`) on a route with `cors`: the route was
+/// matched by the method the preflight asks about, so the CORS stage must answer it; it
+/// is never authenticated, authorized or forwarded.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// The method the preflight asks about.
+    pub method: http::Method,
+}
+
 /// Allow or deny, as metrics and the access log record it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

@@ -210,6 +210,9 @@ mod tests {
             allow_path_params: false,
             allow_fragment: false,
             allow_wildcard: false,
+            cors: None,
+            csrf: None,
+            identity_assertion: false,
         }
     }
 

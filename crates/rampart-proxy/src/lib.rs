@@ -75,8 +75,14 @@ pub fn build_pipeline(
     client: &UpstreamClient,
     verifiers: &Verifiers,
     audit: Option<&AuditHandle>,
+    asserter: Option<&Arc<rampart_authz::Asserter>>,
 ) -> Result<Pipeline, ApplyError> {
     let s = &cfg.server;
+    if asserter.is_none()
+        && let Some(r) = cfg.routes.iter().find(|r| r.identity_assertion)
+    {
+        return Err(ApplyError::NoSigningKey(r.id.clone()));
+    }
     let default_cap = forward::default_upstream_cap(s.max_connections, cfg.upstreams.len());
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
         .upstreams
@@ -98,6 +104,11 @@ pub fn build_pipeline(
     // Body limit last before forwarding: it needs the permit's route, and a refused
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
+    // The signed identity is made from the permit, and replaces any x-rampart-identity
+    // already on the request.
+    let svc = rampart_authz::IdentityAssertionLayer::new(asserter.cloned()).layer(svc);
+    // CSRF once the caller is known to be allowed, before any body byte is read.
+    let svc = rampart_authz::CsrfLayer::new().layer(svc);
     // The permit the forwarding stage demands is made here and nowhere else.
     let policy =
         rampart_authz::Policy::new(rampart_authz::Rbac::from_config(cfg.later.rbac.as_ref()));
@@ -105,6 +116,9 @@ pub fn build_pipeline(
     // Authentication after the route match (public routes skip it) and the client
     // address (identity headers count only from trusted proxies).
     let svc = AuthnLayer::from_stage(Authn::new(cfg, verifiers.clone())?).layer(svc);
+    // CORS before authentication: browsers send preflights without credentials, and the
+    // gateway answers them itself (never forwarded).
+    let svc = rampart_authz::CorsLayer::new().layer(svc);
     let svc = ClientAddrLayer::new(s.trusted_proxies.clone()).layer(svc);
     let svc = BoxStack::new(svc);
     // The deadline inside the route match, so that a 504 carries its route.
@@ -145,6 +159,7 @@ pub struct Gateway {
     client: UpstreamClient,
     verifiers: ArcSwap<Verifiers>,
     audit: Option<AuditHandle>,
+    asserter: Option<Arc<rampart_authz::Asserter>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -162,6 +177,10 @@ pub enum ApplyError {
     UpstreamTls(#[from] rustls::Error),
     #[error(transparent)]
     Authn(#[from] rampart_authn::AuthnError),
+    #[error(
+        "route `{0}` has identity_assertion = true, but no signing key was opened at start ([signing] and server.data_dir; a restart is needed to add one)"
+    )]
+    NoSigningKey(String),
 }
 
 impl Gateway {
@@ -171,17 +190,19 @@ impl Gateway {
         sink: Option<Arc<dyn AccessSink>>,
         verifiers: Verifiers,
     ) -> Result<Arc<Self>, ApplyError> {
-        Self::with_audit(cfg, metrics, sink, verifiers, None)
+        Self::with_audit(cfg, metrics, sink, verifiers, None, None)
     }
 
     /// Like [`Gateway::new`], recording every request through the audit writer `audit`
-    /// while `[audit]` is configured.
+    /// while `[audit]` is configured, and signing identity assertions with `asserter` on
+    /// routes that ask for them.
     pub fn with_audit(
         cfg: Config,
         metrics: Arc<GatewayMetrics>,
         sink: Option<Arc<dyn AccessSink>>,
         verifiers: Verifiers,
         audit: Option<AuditHandle>,
+        asserter: Option<Arc<rampart_authz::Asserter>>,
     ) -> Result<Arc<Self>, ApplyError> {
         let client =
             UpstreamClient::new(cfg.server.upstream_connect_timeout, cfg.server.idle_timeout)?;
@@ -196,6 +217,7 @@ impl Gateway {
             &client,
             &verifiers,
             audit.as_ref(),
+            asserter.as_ref(),
         )?;
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
@@ -206,6 +228,7 @@ impl Gateway {
             client,
             verifiers: ArcSwap::from_pointee(verifiers),
             audit,
+            asserter,
         }))
     }
 
@@ -265,6 +288,7 @@ impl Gateway {
             &self.client,
             &verifiers,
             self.audit.as_ref(),
+            self.asserter.as_ref(),
         )?;
         self.pipeline.store(Arc::new(pipeline));
         self.verifiers.store(Arc::new(verifiers));

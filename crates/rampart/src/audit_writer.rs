@@ -9,26 +9,26 @@ use rampart_config::Config;
 use rampart_http::GatewayMetrics;
 
 /// Starts the writer when `[audit]` is configured. Errors are logged; the caller exits 2.
+/// `keyring`: the signing keyring `crate::signing::open` opened (always, when `[audit]`
+/// is configured).
 pub fn start(
     cfg: &Config,
     metrics: &Arc<GatewayMetrics>,
     health: &Arc<Health>,
+    keyring: Option<&Arc<rampart_crypto::Keyring>>,
 ) -> Result<Option<AuditHandle>, ()> {
     let Some(section) = &cfg.later.audit else {
         return Ok(None);
     };
     let log = |e: &dyn std::fmt::Display| tracing::error!(error = %e, "audit");
     let paths = Paths::from_config(cfg).map_err(|e| log(&e))?;
-    let keyring = rampart_audit::open_keyring(cfg, &paths).map_err(|e| log(&e))?;
-    let active = keyring.active().public();
-    tracing::info!(
-        key_id = active.key_id(),
-        fingerprint = active.fingerprint(),
-        "audit checkpoints are signed with this key"
-    );
+    let Some(keyring) = keyring else {
+        tracing::error!("audit: no signing key for checkpoints");
+        return Err(());
+    };
     let wcfg = rampart_audit::writer_config(paths.audit_dir.clone(), section);
     let (handle, report) =
-        AuditHandle::start(wcfg, Arc::new(keyring), Arc::clone(metrics)).map_err(|e| log(&e))?;
+        AuditHandle::start(wcfg, Arc::clone(keyring), Arc::clone(metrics)).map_err(|e| log(&e))?;
     tracing::info!(
         dir = %paths.audit_dir.display(),
         records = report.records,

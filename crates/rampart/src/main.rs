@@ -20,6 +20,7 @@ mod logging;
 mod revoke;
 mod sbom;
 mod serve;
+mod signing;
 mod token;
 
 use std::net::SocketAddr;

@@ -174,21 +174,34 @@ pub async fn serve(
             return 2;
         }
     };
+    let Ok(keyring) = crate::signing::open(&cfg) else {
+        tracing::error!("signing key cannot be opened; not starting");
+        return 2;
+    };
     // A KEK that cannot unwrap the stored data keys refuses the start (fail closed).
     let Ok(crypto) = crate::crypto::start(&cfg, &health).await else {
         tracing::error!("crypto.kek refused; not starting");
         return 2;
     };
-    let Ok(audit) = crate::audit_writer::start(&cfg, &metrics, &health) else {
+    let Ok(audit) = crate::audit_writer::start(&cfg, &metrics, &health, keyring.as_ref()) else {
         tracing::error!("audit log cannot be opened; not starting");
         return 2;
     };
+    let asserter = keyring.as_ref().map(|k| {
+        Arc::new(rampart_authz::Asserter::new(
+            Arc::clone(k) as Arc<dyn rampart_authz::identity::Signer>
+        ))
+    });
+    let jwks = keyring
+        .as_ref()
+        .map(|k| rampart_authz::jwks_json(&k.public_keys()));
     let gw = match Gateway::with_audit(
         cfg,
         Arc::clone(&metrics),
         Some(sink),
         auth.verifiers.clone(),
         audit.clone(),
+        asserter,
     ) {
         Ok(g) => g,
         Err(e) => {
@@ -237,6 +250,7 @@ pub async fn serve(
                 s
             },
             api: crate::admin_api::build(&gw.config(), &auth),
+            jwks,
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));
     }

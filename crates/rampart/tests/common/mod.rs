@@ -170,6 +170,11 @@ async fn handle(
         .insert("server", "upstream/1.0".parse().unwrap());
     r.headers_mut()
         .insert("x-powered-by", "php/5".parse().unwrap());
+    // An upstream with its own (too wide) CORS answer, on request.
+    if let Some(v) = parts.headers.get("x-test-upstream-acao") {
+        r.headers_mut()
+            .insert("access-control-allow-origin", v.clone());
+    }
     Ok(r)
 }
 

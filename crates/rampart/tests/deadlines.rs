@@ -310,3 +310,28 @@ fn the_upstream_connection_cap_answers_503_not_descriptor_exhaustion() {
     assert!(up.connections.load(Ordering::SeqCst) <= 2);
     assert!(gw.wait_access("upstream_busy", Duration::from_secs(5)));
 }
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    let up = Upstream::start();
+    let gw = Gateway::start(
+        &config(up.addr).replace(FAST, &format!("{FAST}keepalive_idle_timeout_ms = 1500\n")),
+    );
+    let baseline = active(&gw);
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    // Kept alive past the header deadline (1 s) while idle, closed at the idle limit.
+    let start = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let idle = start.elapsed();
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        idle >= Duration::from_millis(1300) && idle < Duration::from_secs(4),
+        "{idle:?}"
+    );
+    assert!(wait_until(|| active(&gw) == baseline));
+}

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rampart_ratelimit::{Backend, Limit, MemoryBackend, Query};
+use rampart_ratelimit::{Limit, MemoryBackend, Query};
 
 fn decision(c: &mut Criterion) {
     let m = MemoryBackend::new();
@@ -19,7 +19,7 @@ fn decision(c: &mut Criterion) {
                 limit: l,
                 tenant: None,
             };
-            std::hint::black_box(m.decide(&q).unwrap())
+            std::hint::black_box(m.decide_now(&q).unwrap())
         })
     });
     c.bench_function("memory_decide_identity_tenant", |b| {
@@ -30,7 +30,7 @@ fn decision(c: &mut Criterion) {
                 limit: l,
                 tenant: Some(("tenant\0acme", l)),
             };
-            std::hint::black_box(m.decide(&q).unwrap())
+            std::hint::black_box(m.decide_now(&q).unwrap())
         })
     });
 }

@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::gcra::{Limit, Verdict};
-use crate::{Backend, BackendError, Query};
+use crate::{Backend, BackendError, Decision, Query};
 
 /// Number of shards (a power of two).
 pub const SHARDS: usize = 64;
@@ -225,9 +225,16 @@ fn make_room(m: &mut Map, cap: usize, now: u64) {
     *m = fresh;
 }
 
-impl Backend for MemoryBackend {
-    fn decide(&self, q: &Query<'_>) -> Result<Verdict, BackendError> {
+impl MemoryBackend {
+    /// Decides now.
+    pub fn decide_now(&self, q: &Query<'_>) -> Result<Verdict, BackendError> {
         self.decide_at(q, self.now())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn decide(&self, q: &Query<'_>) -> Decision {
+        Decision::Ready(self.decide_now(q))
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use rampart_ratelimit::memory::{CEILING_BYTES, SHARD_CAP, SHARDS};
-use rampart_ratelimit::{Backend, Limit, MemoryBackend, Query};
+use rampart_ratelimit::{Limit, MemoryBackend, Query};
 
 fn rss_bytes() -> usize {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -26,7 +26,7 @@ fn million_distinct_keys_stay_under_ceiling() {
         key.push_str("default\0ip\0");
         key.push_str(&std::net::Ipv6Addr::from(u128::from(i) << 16 | 0x2001 << 112).to_string());
         let v = m
-            .decide(&Query {
+            .decide_now(&Query {
                 identity: &key,
                 limit: l,
                 tenant: None,

@@ -29,6 +29,7 @@ use rampart_http::{
     RouteLayer, RouteStage, Router, Sanitize, SanitizeLayer, SecurityHeaders, SecurityHeadersLayer,
     StageService, Timeout, TimeoutLayer,
 };
+use rampart_ratelimit::RateLimitLayer;
 use tower_layer::Layer;
 
 pub use forward::{Forward, Upstream, UpstreamClient};
@@ -77,6 +78,7 @@ pub fn build_pipeline(
     client: &UpstreamClient,
     verifiers: &Verifiers,
     audit: Option<&AuditHandle>,
+    limits: &rampart_ratelimit::Shared,
 ) -> Result<Pipeline, ApplyError> {
     let s = &cfg.server;
     let upstreams: BTreeMap<String, Arc<Upstream>> = cfg
@@ -91,6 +93,11 @@ pub fn build_pipeline(
     // Body limit last before forwarding: it needs the permit's route, and a refused
     // caller's body is never read.
     let svc = BodyLimitLayer::new(s.max_body_bytes).layer(forward);
+    // Rate limit on the permit's identity (or resolved client address) and route tier:
+    // after authorization so an unauthorized caller cannot spend anyone's budget, before
+    // the body limit so a refused caller's body is never read.
+    let global_redis = cfg.later.redis.as_ref().and_then(|r| r.url.as_ref());
+    let svc = RateLimitLayer::new(cfg.later.rate_limit.as_ref(), global_redis, limits)?.layer(svc);
     // The permit the forwarding stage demands is made here and nowhere else.
     let policy =
         rampart_authz::Policy::new(rampart_authz::Rbac::from_config(cfg.later.rbac.as_ref()));
@@ -136,6 +143,8 @@ pub struct Gateway {
     client: UpstreamClient,
     verifiers: ArcSwap<Verifiers>,
     audit: Option<AuditHandle>,
+    /// Rate limit budgets, the Redis backend and the decision counters survive reloads.
+    limits: Arc<rampart_ratelimit::Shared>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -153,6 +162,8 @@ pub enum ApplyError {
     UpstreamTls(#[from] rustls::Error),
     #[error(transparent)]
     Authn(#[from] rampart_authn::AuthnError),
+    #[error(transparent)]
+    RateLimit(#[from] rampart_ratelimit::RedisConfigError),
 }
 
 impl Gateway {
@@ -180,6 +191,7 @@ impl Gateway {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
+        let limits = rampart_ratelimit::Shared::new();
         let pipeline = build_pipeline(
             &cfg,
             &metrics,
@@ -187,6 +199,7 @@ impl Gateway {
             &client,
             &verifiers,
             audit.as_ref(),
+            &limits,
         )?;
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
@@ -197,11 +210,18 @@ impl Gateway {
             client,
             verifiers: ArcSwap::from_pointee(verifiers),
             audit,
+            limits,
         }))
     }
 
     pub fn metrics(&self) -> &Arc<GatewayMetrics> {
         &self.metrics
+    }
+
+    /// The rate limiter's state: its metric families (`rampart_ratelimit_*`) and its
+    /// health reasons (a Redis backend that cannot decide).
+    pub fn ratelimit(&self) -> Arc<rampart_ratelimit::Shared> {
+        Arc::clone(&self.limits)
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -256,6 +276,7 @@ impl Gateway {
             &self.client,
             &verifiers,
             self.audit.as_ref(),
+            &self.limits,
         )?;
         self.pipeline.store(Arc::new(pipeline));
         self.verifiers.store(Arc::new(verifiers));

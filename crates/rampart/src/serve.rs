@@ -190,6 +190,9 @@ pub async fn serve(
             return 2;
         }
     };
+    // The rate limiter's Redis backend reports while it cannot decide.
+    let limits = gw.ratelimit();
+    health.add_probe(Arc::clone(&limits) as Arc<dyn rampart_admin::HealthProbe>);
     let listener = match rampart_proxy::bind(listen, backlog) {
         Ok(l) => l,
         Err(e) => {
@@ -225,7 +228,11 @@ pub async fn serve(
             metrics: Arc::clone(&metrics),
             health: Arc::clone(&health),
             build: BUILD,
-            sources: auth.sources.clone(),
+            sources: {
+                let mut s = auth.sources.clone();
+                s.push(Arc::clone(&limits.metrics) as Arc<dyn rampart_admin::MetricsSource>);
+                s
+            },
             api: crate::admin_api::build(&gw.config(), &auth),
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));

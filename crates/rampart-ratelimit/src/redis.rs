@@ -36,6 +36,9 @@ use crate::{Backend, BackendError, Decision, Query};
 /// identity's emission interval and window in microseconds, then the tenant's. Returns
 /// per key: allowed (0/1), remaining, retry-after (µs), reset (µs).
 const SCRIPT: &str = r"
+-- Redis < 5 replicates scripts verbatim unless told otherwise, and refuses writes after
+-- TIME; 5+ replicates effects always (the call is a no-op there).
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local function check(key, em, win)

@@ -160,7 +160,10 @@ pub struct LimitSpec {
 #[derive(Debug, Clone, Default)]
 pub struct RateLimitSection {
     pub backend: Option<RateLimitBackend>,
+    /// As written (`redis://…`, `env:NAME` or `file:PATH`).
     pub redis_url: Option<String>,
+    /// `redis_url` resolved (the URL may carry a password). Always redacted in `Debug`.
+    pub redis_url_secret: Option<Secret>,
     pub on_backend_error: Option<OnFailure>,
     pub tiers: BTreeMap<String, LimitSpec>,
     pub tenant: Option<LimitSpec>,
@@ -292,7 +295,13 @@ pub(crate) fn parse(cx: &mut Cx<'_>, top: &Tbl<'_>) -> LaterSections {
     LaterSections {
         auth: top.get("auth").and_then(|i| auth(cx, i)),
         rbac: top.get("rbac").and_then(|i| rbac(cx, i)),
-        rate_limit: top.get("rate_limit").and_then(|i| rate_limit(cx, i)),
+        rate_limit: top.get("rate_limit").and_then(|i| {
+            let global_redis = matches!(
+                top.get("redis").map(|r| &r.node),
+                Some(Node::Table(m)) if m.contains_key("url")
+            );
+            rate_limit(cx, i, global_redis)
+        }),
         audit: top.get("audit").and_then(|i| audit(cx, i)),
         signing: top.get("signing").and_then(|i| signing(cx, i)),
         crypto: top.get("crypto").and_then(|i| crypto(cx, i)),
@@ -587,7 +596,7 @@ fn on_failure(cx: &mut Cx<'_>, t: &Tbl<'_>, k: &str) -> Option<OnFailure> {
     }
 }
 
-fn rate_limit(cx: &mut Cx<'_>, item: &Item) -> Option<RateLimitSection> {
+fn rate_limit(cx: &mut Cx<'_>, item: &Item, global_redis: bool) -> Option<RateLimitSection> {
     let t = cx.table(
         item,
         "rate_limit",
@@ -616,6 +625,24 @@ fn rate_limit(cx: &mut Cx<'_>, item: &Item) -> Option<RateLimitSection> {
             || s.starts_with("env:")
             || s.starts_with("file:")
         {
+            let literal = !(s.starts_with("env:") || s.starts_with("file:"));
+            if literal {
+                r.redis_url_secret = Some(Secret::with_source(s.clone().into_bytes(), "literal"));
+            } else if let Some(sec) = cx.opt_secret(&t, "redis_url", false) {
+                let v = sec.expose_str().unwrap_or("");
+                if v.starts_with("redis://") || v.starts_with("rediss://") {
+                    r.redis_url_secret = Some(sec);
+                } else {
+                    cx.error(
+                        i,
+                        "rate_limit.redis_url",
+                        format!(
+                            "{} must hold a URL starting with redis:// or rediss://",
+                            sec.source()
+                        ),
+                    );
+                }
+            }
             r.redis_url = Some(s);
         } else {
             cx.error(
@@ -625,8 +652,12 @@ fn rate_limit(cx: &mut Cx<'_>, item: &Item) -> Option<RateLimitSection> {
             );
         }
     }
-    if r.backend == Some(RateLimitBackend::Redis) && t.get("redis_url").is_none() {
-        cx.missing(&t, "redis_url", "backend = \"redis\" needs it");
+    if r.backend == Some(RateLimitBackend::Redis) && t.get("redis_url").is_none() && !global_redis {
+        cx.missing(
+            &t,
+            "redis_url",
+            "backend = \"redis\" needs it (or a [redis] url)",
+        );
     }
     if let Some(i) = t.get("tiers")
         && let Some(map) = cx.map(i, "rate_limit.tiers")

@@ -676,11 +676,18 @@ fn routes(
         return out;
     };
     let upstream_names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
-    let tiers: Option<Vec<&str>> = later
-        .rate_limit
-        .as_ref()
-        .filter(|r| !r.tiers.is_empty())
-        .map(|r| r.tiers.keys().map(String::as_str).collect());
+    let tiers: Option<Vec<&str>> = later.rate_limit.as_ref().map(|r| {
+        // `default` and `heavy` always exist (DESIGN.md: "default, heavy, or any
+        // named tier under rate_limit.tiers").
+        let mut t: Vec<&str> = vec!["default", "heavy"];
+        t.extend(
+            r.tiers
+                .keys()
+                .map(String::as_str)
+                .filter(|n| !matches!(*n, "default" | "heavy")),
+        );
+        t
+    });
     let mut ids: BTreeMap<String, Option<usize>> = BTreeMap::new();
     let mut shapes: Vec<(String, Vec<http::Method>, String)> = Vec::new();
     for (idx, e) in elems.iter().enumerate() {

@@ -159,3 +159,53 @@ fn pepper_file_is_rechecked_by_check() {
         "secret-file-mode"
     );
 }
+
+#[test]
+fn rate_limit_redis_url_is_resolved_and_falls_back_to_redis_url() {
+    // Its own URL, as a reference: resolved, never printed.
+    let c = load_env(
+        &dev("[rate_limit]\nbackend = \"redis\"\nredis_url = \"env:RL\"\n"),
+        &[("RL", "redis://:hunter2@127.0.0.1:6380/1")],
+    )
+    .unwrap();
+    let r = c.later.rate_limit.unwrap();
+    let u = r.redis_url_secret.unwrap();
+    assert_eq!(u.expose_str(), Some("redis://:hunter2@127.0.0.1:6380/1"));
+    assert_eq!(format!("{u:?}"), "[redacted]");
+    assert_eq!(r.redis_url.as_deref(), Some("env:RL"));
+
+    // Absent: `[redis] url` is enough.
+    let c = load(&dev(
+        "[rate_limit]\nbackend = \"redis\"\n[redis]\nurl = \"redis://127.0.0.1:6379\"\n",
+    ))
+    .unwrap();
+    assert!(c.later.rate_limit.unwrap().redis_url_secret.is_none());
+
+    // Neither: refused, naming the key.
+    let e = errors(&dev("[rate_limit]\nbackend = \"redis\"\n"));
+    let d = diag(&e, "rate_limit.redis_url");
+    assert_eq!(d.code, "missing-key");
+    assert!(d.message.contains("[redis] url"), "{d:?}");
+
+    // A reference to something that is not a Redis URL: refused without echoing it.
+    let e = load_env(
+        &dev("[rate_limit]\nbackend = \"redis\"\nredis_url = \"env:RL\"\n"),
+        &[("RL", "http://user:hunter2@x")],
+    )
+    .unwrap_err();
+    assert!(diag(&e, "rate_limit.redis_url").message.contains("env:RL"));
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn route_tiers_default_and_heavy_always_exist() {
+    let route = |tier: &str| {
+        format!(
+            "[rate_limit]\n[[routes]]\nid = \"t\"\npath = \"/t\"\nupstream = \"app\"\ntier = \"{tier}\"\n"
+        )
+    };
+    load(&dev(&route("heavy"))).unwrap();
+    load(&dev(&route("default"))).unwrap();
+    let e = errors(&dev(&route("hevy")));
+    assert!(diag(&e, "routes[1].tier").message.contains("heavy"), "{e}");
+}

@@ -29,6 +29,7 @@ use rampart_http::{
     RouteLayer, RouteStage, Router, Sanitize, SanitizeLayer, SecurityHeaders, SecurityHeadersLayer,
     StageService, Timeout, TimeoutLayer,
 };
+use rampart_ratelimit::RateLimitLayer;
 use tower_layer::Layer;
 
 pub use forward::{Forward, Upstream, UpstreamClient};
@@ -65,6 +66,17 @@ fn identity_headers(cfg: &Config) -> Vec<String> {
     cfg.later.identity_header_names()
 }
 
+/// Process-wide services the pipeline uses, kept across reloads.
+#[derive(Clone, Copy)]
+pub struct Shared<'a> {
+    /// The audit writer, while `[audit]` is configured.
+    pub audit: Option<&'a AuditHandle>,
+    /// Signs `x-rampart-identity` for routes with `identity_assertion`.
+    pub asserter: Option<&'a Arc<rampart_authz::Asserter>>,
+    /// Rate-limit budgets, backend and counters.
+    pub limits: &'a rampart_ratelimit::Shared,
+}
+
 /// Builds the pipeline for `cfg`. Pure apart from allocating: safe to call for a reload
 /// candidate while the old pipeline keeps serving. Innermost first; each line says why
 /// the layer sits where it does.
@@ -74,9 +86,13 @@ pub fn build_pipeline(
     sink: Option<Arc<dyn AccessSink>>,
     client: &UpstreamClient,
     verifiers: &Verifiers,
-    audit: Option<&AuditHandle>,
-    asserter: Option<&Arc<rampart_authz::Asserter>>,
+    shared: Shared<'_>,
 ) -> Result<Pipeline, ApplyError> {
+    let Shared {
+        audit,
+        asserter,
+        limits,
+    } = shared;
     let s = &cfg.server;
     if asserter.is_none()
         && let Some(r) = cfg.routes.iter().find(|r| r.identity_assertion)
@@ -109,6 +125,11 @@ pub fn build_pipeline(
     let svc = rampart_authz::IdentityAssertionLayer::new(asserter.cloned()).layer(svc);
     // CSRF once the caller is known to be allowed, before any body byte is read.
     let svc = rampart_authz::CsrfLayer::new().layer(svc);
+    // Rate limit on the permit's identity (or resolved client address) and route tier:
+    // after authorization so an unauthorized caller cannot spend anyone's budget, before
+    // the body limit so a refused caller's body is never read.
+    let global_redis = cfg.later.redis.as_ref().and_then(|r| r.url.as_ref());
+    let svc = RateLimitLayer::new(cfg.later.rate_limit.as_ref(), global_redis, limits)?.layer(svc);
     // The permit the forwarding stage demands is made here and nowhere else.
     let policy =
         rampart_authz::Policy::new(rampart_authz::Rbac::from_config(cfg.later.rbac.as_ref()));
@@ -160,6 +181,8 @@ pub struct Gateway {
     verifiers: ArcSwap<Verifiers>,
     audit: Option<AuditHandle>,
     asserter: Option<Arc<rampart_authz::Asserter>>,
+    /// Rate limit budgets, the Redis backend and the decision counters survive reloads.
+    limits: Arc<rampart_ratelimit::Shared>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -181,6 +204,8 @@ pub enum ApplyError {
         "route `{0}` has identity_assertion = true, but no signing key was opened at start ([signing] and server.data_dir; a restart is needed to add one)"
     )]
     NoSigningKey(String),
+    #[error(transparent)]
+    RateLimit(#[from] rampart_ratelimit::RedisConfigError),
 }
 
 impl Gateway {
@@ -210,14 +235,18 @@ impl Gateway {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
+        let limits = rampart_ratelimit::Shared::new();
         let pipeline = build_pipeline(
             &cfg,
             &metrics,
             sink.clone(),
             &client,
             &verifiers,
-            audit.as_ref(),
-            asserter.as_ref(),
+            Shared {
+                audit: audit.as_ref(),
+                asserter: asserter.as_ref(),
+                limits: &limits,
+            },
         )?;
         Ok(Arc::new(Self {
             pipeline: ArcSwap::from_pointee(pipeline),
@@ -229,11 +258,18 @@ impl Gateway {
             verifiers: ArcSwap::from_pointee(verifiers),
             audit,
             asserter,
+            limits,
         }))
     }
 
     pub fn metrics(&self) -> &Arc<GatewayMetrics> {
         &self.metrics
+    }
+
+    /// The rate limiter's state: its metric families (`rampart_ratelimit_*`) and its
+    /// health reasons (a Redis backend that cannot decide).
+    pub fn ratelimit(&self) -> Arc<rampart_ratelimit::Shared> {
+        Arc::clone(&self.limits)
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -287,8 +323,11 @@ impl Gateway {
             self.sink.clone(),
             &self.client,
             &verifiers,
-            self.audit.as_ref(),
-            self.asserter.as_ref(),
+            Shared {
+                audit: self.audit.as_ref(),
+                asserter: self.asserter.as_ref(),
+                limits: &self.limits,
+            },
         )?;
         self.pipeline.store(Arc::new(pipeline));
         self.verifiers.store(Arc::new(verifiers));

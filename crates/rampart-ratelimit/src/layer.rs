@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -12,12 +15,13 @@ use std::task::{Context, Poll};
 use http::HeaderValue;
 use http::header::HeaderName;
 use rampart_config::raw::{OnFailure, RateLimitSection};
+use rampart_config::secret::Secret;
 use rampart_http::{Authorized, ClientAddr, Reject, RequestId, Resp, Stage, StageFuture};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::metrics::TierCounters;
-use crate::{Backend, Limit, Limits, Query, Shared, Verdict};
+use crate::{Backend, Decision, Limit, Limits, Query, RedisConfigError, Shared, Verdict};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers, structured-field form).
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -25,7 +29,7 @@ pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-pol
 pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 struct Tier {
-    name: String,
+    name: Arc<str>,
     limit: Limit,
     policy: Option<HeaderValue>,
     counters: Arc<TierCounters>,
@@ -55,13 +59,23 @@ impl std::fmt::Debug for RateLimitLayer {
 }
 
 impl RateLimitLayer {
-    /// The limiter of `section` (memory backend from `shared`), or a pass-through layer.
-    pub fn new(section: Option<&RateLimitSection>, shared: &Shared) -> Self {
+    /// The limiter of `section` on the backend it names (kept in `shared` across
+    /// reloads), or a pass-through layer when there is no `[rate_limit]` section.
+    /// `global_redis`: `[redis] url`, used when `rate_limit.redis_url` is absent.
+    pub fn new(
+        section: Option<&RateLimitSection>,
+        global_redis: Option<&Secret>,
+        shared: &Shared,
+    ) -> Result<Self, RedisConfigError> {
         let Some(s) = section else {
-            return Self::default();
+            shared.drop_redis();
+            return Ok(Self::default());
         };
-        let backend: Arc<dyn Backend> = Arc::clone(&shared.memory) as Arc<dyn Backend>;
-        Self::with_backend(s, backend, shared)
+        let backend = shared.backend(s, global_redis)?;
+        if s.backend != Some(rampart_config::raw::RateLimitBackend::Redis) {
+            shared.drop_redis();
+        }
+        Ok(Self::with_backend(s, backend, shared))
     }
 
     /// The limiter of `section` on `backend`.
@@ -74,7 +88,7 @@ impl RateLimitLayer {
                 let mut p = String::new();
                 let _ = write!(p, "\"{name}\";q={};w=60", limit.per_minute());
                 let tier = Tier {
-                    name: name.clone(),
+                    name: Arc::from(name.as_str()),
                     limit: *limit,
                     policy: HeaderValue::from_str(&p).ok(),
                     counters: shared.metrics.tier(name),
@@ -153,7 +167,8 @@ fn state_header(tier: &str, v: &Verdict) -> Option<HeaderValue> {
 }
 
 /// The key of the caller: `id` + method + subject when authenticated, else `ip` + the
-/// resolved client address. Prefixed with the tier: tiers are separate budgets.
+/// resolved client address (IPv6: its /64, which one host usually holds whole).
+/// Prefixed with the tier: tiers are separate budgets.
 fn identity_key<B>(tier: &str, a: &Authorized<B>) -> Option<String> {
     let id = a.permit.identity();
     let mut k = String::with_capacity(64);
@@ -173,19 +188,98 @@ fn identity_key<B>(tier: &str, a: &Authorized<B>) -> Option<String> {
                 .get::<ClientAddr>()?
                 .ip
                 .to_canonical();
-            let _ = write!(k, "ip\0{ip}");
+            let _ = match ip {
+                IpAddr::V4(v4) => write!(k, "ip\0{v4}"),
+                IpAddr::V6(v6) => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    write!(k, "ip6\0{}/64", std::net::Ipv6Addr::from(prefix))
+                }
+            };
         }
     }
     Some(k)
 }
 
+pin_project_lite::pin_project! {
+    /// Future of [`RateLimit`]: decided in place (memory backend, or a pass-through), or
+    /// after a round trip to the backend (Redis), boxed.
+    #[project = RateLimitFutureProj]
+    pub enum RateLimitFuture<F> {
+        Local { #[pin] fut: StageFuture<Stamp, F> },
+        Remote { fut: Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>> },
+    }
+}
+
+impl<F> Future for RateLimitFuture<F>
+where
+    F: Future<Output = Result<Resp, Infallible>>,
+{
+    type Output = Result<Resp, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            RateLimitFutureProj::Local { fut } => fut.poll(cx),
+            RateLimitFutureProj::Remote { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// What one request's decision needs once the backend has answered.
+struct Decided {
+    counters: Arc<TierCounters>,
+    policy: Option<HeaderValue>,
+    tier: Arc<str>,
+    on_error: OnFailure,
+}
+
+/// What to do with the request.
+enum Outcome {
+    /// Forward, then stamp the headers of the decision on the response.
+    Forward(StampState),
+    /// Forward without headers (backend failed, `on_backend_error = "allow"`).
+    ForwardBare,
+    /// Answer now.
+    Answer(Resp),
+}
+
+impl Decided {
+    fn outcome(&self, r: Result<Verdict, crate::BackendError>, id: Option<&RequestId>) -> Outcome {
+        match r {
+            Ok(v) if v.allowed => {
+                count(&self.counters, 0);
+                Outcome::Forward((self.policy.clone(), state_header(&self.tier, &v)))
+            }
+            Ok(v) => {
+                count(&self.counters, 1);
+                let mut resp = Reject::TooManyRequests {
+                    retry_after_s: v.retry_after_s(),
+                }
+                .into_response(id);
+                stamp(&mut resp, self.policy.clone(), state_header(&self.tier, &v));
+                Outcome::Answer(resp)
+            }
+            Err(_) => {
+                count(&self.counters, 2);
+                match self.on_error {
+                    OnFailure::Allow => Outcome::ForwardBare,
+                    OnFailure::Deny => {
+                        Outcome::Answer(Reject::RateLimitUnavailable.into_response(id))
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl<S, B> Service<Authorized<B>> for RateLimit<S>
 where
-    S: Service<Authorized<B>, Response = Resp, Error = Infallible>,
+    S: Service<Authorized<B>, Response = Resp, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
 {
     type Response = Resp;
     type Error = Infallible;
-    type Future = StageFuture<Stamp, S::Future>;
+    type Future = RateLimitFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -193,21 +287,21 @@ where
 
     fn call(&mut self, a: Authorized<B>) -> Self::Future {
         let Some(l) = &self.limiter else {
-            return StageFuture::pass(self.inner.call(a));
+            return RateLimitFuture::Local {
+                fut: StageFuture::pass(self.inner.call(a)),
+            };
         };
         let route = a.permit.route();
         let tier_name = route.config.tier.as_deref().unwrap_or("default");
-        let Some(tier) = l.tiers.get(tier_name).or_else(|| l.tiers.get("default")) else {
-            return StageFuture::reject(
-                Reject::Internal,
-                a.request.extensions().get::<RequestId>(),
-            );
-        };
-        let Some(key) = identity_key(&tier.name, &a) else {
-            return StageFuture::reject(
-                Reject::Internal,
-                a.request.extensions().get::<RequestId>(),
-            );
+        let tier = l.tiers.get(tier_name).or_else(|| l.tiers.get("default"));
+        let key = tier.and_then(|t| identity_key(&t.name, &a));
+        let (Some(tier), Some(key)) = (tier, key) else {
+            return RateLimitFuture::Local {
+                fut: StageFuture::reject(
+                    Reject::Internal,
+                    a.request.extensions().get::<RequestId>(),
+                ),
+            };
         };
         let tenant_key = match (&a.permit.identity().tenant, l.tenant) {
             (Some(t), Some(limit)) => Some((format!("tenant\0{t}"), limit)),
@@ -218,34 +312,43 @@ where
             limit: tier.limit,
             tenant: tenant_key.as_ref().map(|(k, l)| (k.as_str(), *l)),
         };
+        let decided = Decided {
+            counters: Arc::clone(&tier.counters),
+            policy: tier.policy.clone(),
+            tier: Arc::clone(&tier.name),
+            on_error: l.on_error,
+        };
         match l.backend.decide(&q) {
-            Ok(v) if v.allowed => {
-                count(&tier.counters, 0);
-                StageFuture::Inner {
-                    fut: self.inner.call(a),
-                    after: Some((
-                        Arc::clone(&l.stamp),
-                        (tier.policy.clone(), state_header(&tier.name, &v)),
-                    )),
-                }
+            Decision::Ready(r) => {
+                let id = a.request.extensions().get::<RequestId>();
+                let fut = match decided.outcome(r, id) {
+                    Outcome::Forward(state) => StageFuture::Inner {
+                        fut: self.inner.call(a),
+                        after: Some((Arc::clone(&l.stamp), state)),
+                    },
+                    Outcome::ForwardBare => StageFuture::pass(self.inner.call(a)),
+                    Outcome::Answer(resp) => StageFuture::Now { resp: Some(resp) },
+                };
+                RateLimitFuture::Local { fut }
             }
-            Ok(v) => {
-                count(&tier.counters, 1);
-                let mut resp = Reject::TooManyRequests {
-                    retry_after_s: v.retry_after_s(),
-                }
-                .into_response(a.request.extensions().get::<RequestId>());
-                stamp(&mut resp, tier.policy.clone(), state_header(&tier.name, &v));
-                StageFuture::Now { resp: Some(resp) }
-            }
-            Err(_) => {
-                count(&tier.counters, 2);
-                match l.on_error {
-                    OnFailure::Allow => StageFuture::pass(self.inner.call(a)),
-                    OnFailure::Deny => StageFuture::reject(
-                        Reject::RateLimitUnavailable,
-                        a.request.extensions().get::<RequestId>(),
-                    ),
+            Decision::Pending(verdict) => {
+                // The service that was polled ready goes into the future; a clone stays.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                RateLimitFuture::Remote {
+                    fut: Box::pin(async move {
+                        let r = verdict.await;
+                        let id = a.request.extensions().get::<RequestId>().cloned();
+                        match decided.outcome(r, id.as_ref()) {
+                            Outcome::Forward((policy, state)) => {
+                                let mut resp = inner.call(a).await?;
+                                stamp(&mut resp, policy, state);
+                                Ok(resp)
+                            }
+                            Outcome::ForwardBare => inner.call(a).await,
+                            Outcome::Answer(resp) => Ok(resp),
+                        }
+                    }),
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! configuration and `decision` from a fixed set, so the series count is bounded.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rampart_http::health::MetricsSource;
@@ -19,6 +19,10 @@ pub type TierCounters = [AtomicU64; 3];
 pub struct RateLimitMetrics {
     /// Looked up when a pipeline is built, never per request.
     tiers: Mutex<BTreeMap<String, Arc<TierCounters>>>,
+    /// Decisions the backend could not make (Redis unreachable, timed out, refused).
+    backend_errors: AtomicU64,
+    /// 0: no remote backend; 1: up; 2: down.
+    backend_up: AtomicU8,
 }
 
 impl RateLimitMetrics {
@@ -28,6 +32,26 @@ impl RateLimitMetrics {
             Ok(mut m) => Arc::clone(m.entry(tier.to_owned()).or_default()),
             Err(_) => Arc::default(),
         }
+    }
+
+    /// One more decision the backend could not make.
+    pub fn backend_error(&self) {
+        self.backend_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decisions the backend could not make so far.
+    pub fn backend_errors(&self) -> u64 {
+        self.backend_errors.load(Ordering::Relaxed)
+    }
+
+    /// Whether the remote backend answers (`None`: no remote backend).
+    pub fn set_backend_up(&self, up: Option<bool>) {
+        let v = match up {
+            None => 0,
+            Some(true) => 1,
+            Some(false) => 2,
+        };
+        self.backend_up.store(v, Ordering::Relaxed);
     }
 
     /// The count for `(tier, decision)` (tests, status page).
@@ -52,19 +76,42 @@ impl MetricsSource for RateLimitMetrics {
             "counter",
             "Rate limit decisions, by tier and decision (allow, deny, error).",
         );
-        let Ok(m) = self.tiers.lock() else {
-            return;
-        };
-        for (tier, counters) in m.iter() {
-            for (d, c) in DECISIONS.iter().zip(counters.iter()) {
-                out.push_str("rampart_ratelimit_decisions_total{tier=");
-                label(out, tier);
-                out.push_str(",decision=");
-                label(out, d);
-                out.push_str("} ");
-                out.push_str(itoa::Buffer::new().format(c.load(Ordering::Relaxed)));
-                out.push('\n');
-            }
+        if let Ok(m) = self.tiers.lock() {
+            encode_tiers(&m, out);
+        }
+        header(
+            out,
+            "rampart_ratelimit_backend_errors_total",
+            "counter",
+            "Rate limit decisions the backend (Redis) could not make; on_backend_error applied.",
+        );
+        out.push_str("rampart_ratelimit_backend_errors_total ");
+        out.push_str(itoa::Buffer::new().format(self.backend_errors.load(Ordering::Relaxed)));
+        out.push('\n');
+        let up = self.backend_up.load(Ordering::Relaxed);
+        if up != 0 {
+            header(
+                out,
+                "rampart_ratelimit_backend_up",
+                "gauge",
+                "Whether the rate limit backend (Redis) answered the last attempt.",
+            );
+            out.push_str("rampart_ratelimit_backend_up{backend=\"redis\"} ");
+            out.push_str(if up == 1 { "1\n" } else { "0\n" });
+        }
+    }
+}
+
+fn encode_tiers(m: &BTreeMap<String, Arc<TierCounters>>, out: &mut String) {
+    for (tier, counters) in m {
+        for (d, c) in DECISIONS.iter().zip(counters.iter()) {
+            out.push_str("rampart_ratelimit_decisions_total{tier=");
+            label(out, tier);
+            out.push_str(",decision=");
+            label(out, d);
+            out.push_str("} ");
+            out.push_str(itoa::Buffer::new().format(c.load(Ordering::Relaxed)));
+            out.push('\n');
         }
     }
 }

@@ -313,7 +313,13 @@ fn online_findings(cfg: &Config) -> Vec<Finding> {
     {
         record("online-jwks", "auth.jwt.jwks_url", probe_jwks(u));
     }
-    if let Some(u) = l.rate_limit.as_ref().and_then(|r| r.redis_url.as_deref()) {
+    // The resolved URL (`env:`/`file:` references included), as the limiter uses it.
+    if let Some(u) = l
+        .rate_limit
+        .as_ref()
+        .and_then(|r| r.redis_url_secret.as_ref())
+        .and_then(|s| s.expose_str())
+    {
         record("online-redis", "rate_limit.redis_url", probe_redis(u));
     }
     if let Some(u) = l.store.as_ref().and_then(|s| s.url.as_deref())

@@ -209,6 +209,9 @@ pub async fn serve(
             return 2;
         }
     };
+    // The rate limiter's Redis backend reports while it cannot decide.
+    let limits = gw.ratelimit();
+    health.add_probe(Arc::clone(&limits) as Arc<dyn rampart_admin::HealthProbe>);
     let listener = match rampart_proxy::bind(listen, backlog) {
         Ok(l) => l,
         Err(e) => {
@@ -247,6 +250,7 @@ pub async fn serve(
             sources: {
                 let mut s = auth.sources.clone();
                 s.push(crypto);
+                s.push(Arc::clone(&limits.metrics) as Arc<dyn rampart_admin::MetricsSource>);
                 s
             },
             api: crate::admin_api::build(&gw.config(), &auth),

@@ -147,11 +147,16 @@ pub struct Framer {
     state: State,
     flags: Flags,
     limits: Limits,
-    /// No head has been seen yet (the HTTP/2 preface can only come first).
+    /// No head has been seen yet (and no HTTP/2 preface).
     first: bool,
+    /// Bytes of the stream that passed so far (the HTTP/2 preface counts only at 0).
+    consumed: u64,
 }
 
-const PRI: &[u8; 4] = b"PRI ";
+/// The HTTP/2 connection preface (RFC 9113 §3.4). Only the whole of it switches the gate
+/// off, as only the whole of it makes hyper speak HTTP/2: a head with the method `PRI`
+/// is an HTTP/1 head like any other and is judged.
+const PRI: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl Framer {
     pub fn new(flags: Flags, limits: Limits) -> Self {
@@ -160,19 +165,37 @@ impl Framer {
             flags,
             limits,
             first: true,
+            consumed: 0,
         }
+    }
+
+    /// Nothing of the stream has passed yet.
+    fn at_start(&self) -> bool {
+        self.consumed == 0
     }
 
     /// Scans `data`, which continues the stream where the last scan's passing bytes
     /// ended (a held head is scanned again from its start, with more bytes after it).
-    pub fn scan(&mut self, mut data: &[u8]) -> Tail {
+    pub fn scan(&mut self, data: &[u8]) -> Tail {
+        let tail = self.scan_inner(data);
+        let passed = match tail {
+            Tail::All => data.len(),
+            Tail::Hold(k) | Tail::Refuse(k, _) => k,
+        };
+        self.consumed = self.consumed.saturating_add(passed as u64);
+        tail
+    }
+
+    fn scan_inner(&mut self, mut data: &[u8]) -> Tail {
         let total = data.len();
         while !data.is_empty() {
             let at = total - data.len();
             match &mut self.state {
                 State::Off => return Tail::All,
                 State::Head => {
-                    if self.first {
+                    // The HTTP/2 preface is recognised only at the very start of the
+                    // stream, as hyper recognises it.
+                    if self.at_start() && at == 0 {
                         let n = data.len().min(PRI.len());
                         if data.get(..n) == PRI.get(..n) {
                             if n < PRI.len() {
@@ -471,7 +494,7 @@ impl Gate {
         // A head can only end with a line feed: rescan only when one arrived (a head
         // trickled a byte at a time costs linear, not quadratic, work), or when the
         // preface check needs more bytes.
-        let looks_done = new.contains(&b'\n') || (self.framer.first && old < PRI.len());
+        let looks_done = new.contains(&b'\n') || (self.framer.at_start() && old < PRI.len());
         if !looks_done {
             if self.held.len() > self.framer.limits.max_head {
                 self.held = Vec::new();
@@ -781,6 +804,29 @@ GET /d?q=#z HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\nHost: x\n\n";
         let (seen, flags) = run(&chunks);
         assert!(flags.is_empty());
         assert_eq!(seen, pri);
+    }
+
+    #[test]
+    fn the_preface_counts_only_at_the_start_of_the_stream() {
+        // Found by the fuzzer: a preface after empty lines is a (malformed) HTTP/1 head,
+        // however the bytes are split.
+        let data = b"\n\rPRI \r\n\r\n";
+        let whole = simulate(data, data.len(), Limits::default());
+        let split = simulate(data, 1, Limits::default());
+        assert_eq!(whole, split);
+        assert_eq!(
+            whole.1.first().and_then(|f| f.refused),
+            Some(Malformed::Request)
+        );
+        // The method `PRI` without the whole preface does not switch the gate off.
+        assert_eq!(
+            fragments(&[b"PRI /a#x HTTP/1.1\r\nHost: x\r\n\r\n"]),
+            vec![true]
+        );
+        assert_eq!(
+            refusal(b"PRI / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Some(Malformed::TransferCoding)
+        );
     }
 
     #[test]

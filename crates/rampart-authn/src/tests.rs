@@ -105,6 +105,7 @@ fn request(cfg: &Config, path: &str, peer: &str, headers: &[(&str, &str)]) -> Re
     req.extensions_mut().insert(RouteMatch { route, params });
     let peer: SocketAddr = peer.parse().unwrap();
     req.extensions_mut().insert(ConnInfo {
+        write_stalled: None,
         peer,
         local: "127.0.0.1:8080".parse().unwrap(),
         tls: None,
@@ -386,6 +387,7 @@ fn certificate_identity_mapping_and_revocation() {
     let mk = || {
         let mut req = request(&cfg, "/api", "127.0.0.1:5000", &[]);
         req.extensions_mut().insert(ConnInfo {
+            write_stalled: None,
             peer: "127.0.0.1:5000".parse().unwrap(),
             local: "127.0.0.1:8443".parse().unwrap(),
             tls: Some(Arc::new(TlsInfo {

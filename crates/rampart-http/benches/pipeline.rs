@@ -131,6 +131,7 @@ fn bench(c: &mut Criterion) {
                 .body(Empty::<Bytes>::new())
                 .unwrap();
             req.extensions_mut().insert(ConnInfo {
+                write_stalled: None,
                 peer,
                 local: peer,
                 tls: None,

@@ -1113,6 +1113,19 @@ pub struct RequestFacts {
     method: http::Method,
     uri: http::Uri,
     version: http::Version,
+    /// The connection's write-stall flag (see [`crate::ConnInfo`]).
+    write_stalled: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl RequestFacts {
+    /// `client_abort`, or `client_write_stall` when the write-stall deadline dropped the
+    /// client.
+    fn abort_reason(&self) -> &'static str {
+        match &self.write_stalled {
+            Some(f) if f.load(std::sync::atomic::Ordering::Acquire) => "client_write_stall",
+            _ => "client_abort",
+        }
+    }
 }
 
 impl<S, B> Service<Request<B>> for AccessLog<S>
@@ -1133,6 +1146,10 @@ where
             // A cheap clone (shared bytes); cut to MAX_LOGGED_PATH when the line is written.
             uri: req.uri().clone(),
             version: req.version(),
+            write_stalled: req
+                .extensions()
+                .get::<crate::ConnInfo>()
+                .and_then(|c| c.write_stalled.clone()),
         });
         AccessLogFuture {
             fut: self.inner.call(req),
@@ -1340,7 +1357,11 @@ impl http_body::Body for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(end) = self.end.take() {
-            end.finish("client_abort");
+            let reason = end
+                .facts
+                .as_ref()
+                .map_or("client_abort", RequestFacts::abort_reason);
+            end.finish(reason);
         }
     }
 }

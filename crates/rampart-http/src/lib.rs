@@ -57,6 +57,10 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: Option<Arc<TlsInfo>>,
+    /// Set by the listener when the client left response bytes unread past
+    /// `server.client_write_stall_timeout_ms` and was dropped (the access log then says
+    /// `client_write_stall` rather than `client_abort`).
+    pub write_stalled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What the TLS handshake established.

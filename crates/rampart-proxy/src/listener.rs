@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -146,13 +146,17 @@ pub async fn serve(
             let _ = stream.set_nodelay(true);
             match gw.tls_acceptor() {
                 None => {
+                    let stalled = Arc::new(AtomicBool::new(false));
                     let info = ConnInfo {
                         peer,
                         local,
                         tls: None,
+                        write_stalled: Some(Arc::clone(&stalled)),
                     };
                     let flags = Flags::default();
-                    let io = TokioIo::new(Sniff::new(stream, flags.clone(), limits, hrt, stall));
+                    let io = TokioIo::new(
+                        Sniff::new(stream, flags.clone(), limits, hrt, stall).on_stall(stalled),
+                    );
                     serve_conn(gw, &builder, io, info, flags, shutdown, idle_limit).await;
                 }
                 Some(acceptor) => {
@@ -185,13 +189,17 @@ pub async fn serve(
                             )
                         }),
                     };
+                    let stalled = Arc::new(AtomicBool::new(false));
                     let info = ConnInfo {
                         peer,
                         local,
                         tls: Some(Arc::new(info)),
+                        write_stalled: Some(Arc::clone(&stalled)),
                     };
                     let flags = Flags::default();
-                    let io = TokioIo::new(Sniff::new(tls, flags.clone(), limits, hrt, stall));
+                    let io = TokioIo::new(
+                        Sniff::new(tls, flags.clone(), limits, hrt, stall).on_stall(stalled),
+                    );
                     serve_conn(gw, &builder, io, info, flags, shutdown, idle_limit).await;
                 }
             }

@@ -582,6 +582,7 @@ pin_project_lite::pin_project! {
         drained: u64,
         write_stall: Duration,
         write_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        stalled: Option<Arc<std::sync::atomic::AtomicBool>>,
     }
 }
 
@@ -602,7 +603,15 @@ impl<S> Sniff<S> {
             drained: 0,
             write_stall,
             write_deadline: None,
+            stalled: None,
         }
+    }
+
+    /// `flag` is set when the write-stall deadline drops the client.
+    #[must_use]
+    pub fn on_stall(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stalled = Some(flag);
+        self
     }
 }
 
@@ -612,6 +621,7 @@ fn stall_guard<T>(
     r: Poll<io::Result<T>>,
     stall: Duration,
     deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Option<&Arc<std::sync::atomic::AtomicBool>>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<T>> {
     match r {
@@ -619,6 +629,9 @@ fn stall_guard<T>(
             let d = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
             if d.as_mut().poll(cx).is_ready() {
                 *deadline = None;
+                if let Some(f) = stalled {
+                    f.store(true, std::sync::atomic::Ordering::Release);
+                }
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "client_write_stall: the client stopped reading",
@@ -708,12 +721,24 @@ impl<S: AsyncWrite> AsyncWrite for Sniff<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write(cx, b);
-        stall_guard(r, *this.write_stall, this.write_deadline, cx)
+        stall_guard(
+            r,
+            *this.write_stall,
+            this.write_deadline,
+            this.stalled.as_ref(),
+            cx,
+        )
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let r = this.inner.poll_flush(cx);
-        stall_guard(r, *this.write_stall, this.write_deadline, cx)
+        stall_guard(
+            r,
+            *this.write_stall,
+            this.write_deadline,
+            this.stalled.as_ref(),
+            cx,
+        )
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().inner.poll_shutdown(cx)
@@ -725,7 +750,13 @@ impl<S: AsyncWrite> AsyncWrite for Sniff<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write_vectored(cx, bufs);
-        stall_guard(r, *this.write_stall, this.write_deadline, cx)
+        stall_guard(
+            r,
+            *this.write_stall,
+            this.write_deadline,
+            this.stalled.as_ref(),
+            cx,
+        )
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

@@ -80,6 +80,7 @@ impl Inner {
         let mut probe = Request::new(());
         *probe.headers_mut() = req.headers().clone();
         probe.extensions_mut().insert(ConnInfo {
+            write_stalled: None,
             peer,
             local: self.admin_addr.unwrap_or(peer),
             tls: None,

@@ -268,7 +268,11 @@ fn a_client_that_stops_reading_is_dropped() {
         wait_until(|| active(&gw) == baseline),
         "client connection kept"
     );
-    assert!(gw.wait_access("\"route\":\"status\"", Duration::from_secs(5)));
+    assert!(
+        gw.wait_access("client_write_stall", Duration::from_secs(5)),
+        "{}",
+        gw.stdout.lock().unwrap().join("")
+    );
     drop(s);
 }
 

@@ -25,6 +25,7 @@ use rampart_http::{
 };
 use tower_service::Service;
 
+use crate::MAX_DEADLINE;
 use crate::upstream::{self, HostPool, Outgoing, Pools};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -167,9 +168,6 @@ pub struct Forward {
     metrics: Arc<GatewayMetrics>,
     deadlines: upstream::Deadlines,
 }
-
-/// Longest deadline honoured (timers further out than this are as good as none).
-const MAX_DEADLINE: Duration = Duration::from_secs(86_400 * 365);
 
 impl Forward {
     pub fn new(

@@ -16,6 +16,10 @@ pub mod tls;
 mod upstream;
 
 use std::collections::BTreeMap;
+
+/// Longest deadline honoured: timers further out than this are as good as none, and
+/// clamping keeps `Instant + deadline` from overflowing on an absurd configured value.
+pub(crate) const MAX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;

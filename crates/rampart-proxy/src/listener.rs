@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
-use crate::Gateway;
 use crate::sniff::{Flags, Limits, Sniff};
+use crate::{Gateway, MAX_DEADLINE};
 
 /// Listener limits, fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -59,9 +59,6 @@ impl From<&ServerConfig> for ListenerSettings {
         }
     }
 }
-
-/// Longest deadline honoured (timers further out than this are as good as none).
-const MAX_DEADLINE: Duration = Duration::from_secs(86_400 * 365);
 
 /// Keeps `connections_active` honest however a connection task ends.
 struct ConnGuard(Arc<GatewayMetrics>);
@@ -262,8 +259,8 @@ async fn serve_conn<I>(
     log_conn_end(conn.await);
 }
 
-/// When a request of the connection last started or ended (time since it opened) and
-/// how many are in flight, for the idle deadline.
+/// When a request of the connection last ended (time since it opened) and how many are
+/// in flight, for the idle deadline.
 #[derive(Debug)]
 struct Activity {
     opened: std::time::Instant,
@@ -280,18 +277,15 @@ impl Activity {
         }
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_seen_ms.store(ms, Ordering::Relaxed);
-    }
-
+    /// No clock read: while a request is in flight the connection is not idle, and its
+    /// end (always later than its start) is what the idle time counts from.
     fn started(&self) {
-        self.touch();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     fn ended(&self) {
-        self.touch();
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_seen_ms.store(ms, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 

@@ -71,11 +71,6 @@ impl Flags {
         }
     }
 
-    /// The fragment flag of the next request.
-    pub fn next_had_fragment(&self) -> bool {
-        self.next().had_fragment
-    }
-
     fn push(&self, flag: Flag) {
         if let Ok(mut f) = self.0.lock() {
             if f.q.len() >= MAX_QUEUED {
@@ -579,7 +574,6 @@ pin_project_lite::pin_project! {
         gate: Gate,
         header_timeout: Duration,
         deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-        drained: u64,
         write_stall: Duration,
         write_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
         stalled: Option<Arc<std::sync::atomic::AtomicBool>>,
@@ -600,7 +594,6 @@ impl<S> Sniff<S> {
             header_timeout,
             // The first head is due within the deadline of the connection's start.
             deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
-            drained: 0,
             write_stall,
             write_deadline: None,
             stalled: None,
@@ -666,10 +659,7 @@ impl<S: AsyncRead> AsyncRead for Sniff<S> {
                 let mut scratch = [0u8; 4096];
                 let mut rb = ReadBuf::new(&mut scratch);
                 match this.inner.as_mut().poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
-                        *this.drained = this.drained.saturating_add(rb.filled().len() as u64);
-                        continue;
-                    }
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => continue,
                     _ => return Poll::Pending,
                 }
             }

@@ -49,6 +49,7 @@ impl Service<Request<()>> for App {
                 scopes: vec![],
                 roles: vec![],
                 credential_id: None,
+                rate_override: None,
             }));
         }
         std::future::ready(Ok(r))

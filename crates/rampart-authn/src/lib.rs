@@ -78,6 +78,8 @@ pub struct KeyClaims {
     pub tenant: Option<String>,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+    /// The record's own rate limit, if it sets one.
+    pub rate_override: Option<Arc<rampart_http::RateOverride>>,
 }
 
 /// Verifies API keys. Must answer from memory and compare secrets in constant time.
@@ -299,6 +301,7 @@ impl Authn {
                 scopes: c.scopes,
                 roles: c.roles,
                 credential_id: c.jti,
+                rate_override: None,
             }),
             Err(TokenFailure::Invalid(reason)) => Err(fail("jwt", reason, Challenge::InvalidToken)),
             Err(TokenFailure::Unavailable) => {
@@ -337,6 +340,7 @@ impl Authn {
                 scopes: k.scopes,
                 roles: k.roles,
                 credential_id: Some(k.id),
+                rate_override: k.rate_override,
             }),
             Err(reason) => Err(fail("api_key", reason, Challenge::ApiKey)),
         })
@@ -389,6 +393,7 @@ impl Authn {
             scopes: list(&self.mtls_scopes_header),
             roles: list(&self.mtls_roles_header),
             credential_id: None,
+            rate_override: None,
         };
         if let Some(m) = mapped {
             mtls::extend_unique(&mut id.scopes, &m.scopes);
@@ -415,6 +420,7 @@ impl Authn {
                     scopes: Vec::new(),
                     roles: Vec::new(),
                     credential_id: None,
+                    rate_override: None,
                 }),
                 None => Err(fail("proxy", "malformed_identity", Challenge::Bearer)),
             },

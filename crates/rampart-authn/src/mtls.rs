@@ -132,6 +132,7 @@ impl CertIdentity {
             scopes: Vec::new(),
             roles: Vec::new(),
             credential_id: Some(self.fingerprint),
+            rate_override: None,
         };
         if let Some(m) = mapped {
             id.tenant.clone_from(&m.tenant);

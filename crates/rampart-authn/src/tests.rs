@@ -57,6 +57,7 @@ impl ApiKeyVerifier for FakeKeys {
                 tenant: Some("globex".into()),
                 scopes: vec!["metrics".into()],
                 roles: vec![],
+                rate_override: None,
             })
         } else {
             Err("unknown_key")

@@ -36,6 +36,7 @@ fn caller(tenant: Option<&str>, scopes: &[&str], roles: &[&str]) -> Identity {
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         roles: roles.iter().map(|s| (*s).to_owned()).collect(),
         credential_id: None,
+        rate_override: None,
     }
 }
 
@@ -248,6 +249,7 @@ fn identity() -> impl Strategy<Value = Identity> {
             scopes: s,
             roles: r,
             credential_id: None,
+            rate_override: None,
         })
 }
 

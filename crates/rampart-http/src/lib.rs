@@ -170,6 +170,36 @@ pub struct Identity {
     /// a token's `jti`, an API key id, a certificate fingerprint, a device name. Never a
     /// secret.
     pub credential_id: Option<String>,
+    /// The credential record's own rate limit (API-key and device records), used by the
+    /// rate-limit stage instead of the route tier's; `None` for every other caller.
+    pub rate_override: Option<Arc<RateOverride>>,
+}
+
+/// A per-credential rate-limit override, as an API-key or device record holds it. Each
+/// part is optional: `tier` names a `rate_limit.tiers` entry whose budget replaces the
+/// route's tier; `per_minute` and `burst` replace the rate and burst of that budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateOverride {
+    pub tier: Option<String>,
+    pub per_minute: Option<u64>,
+    pub burst: Option<u64>,
+}
+
+impl RateOverride {
+    /// `None` when the record sets nothing (the common case: no allocation per caller).
+    pub fn from_parts(
+        tier: Option<String>,
+        per_minute: Option<u64>,
+        burst: Option<u64>,
+    ) -> Option<Arc<Self>> {
+        (tier.is_some() || per_minute.is_some() || burst.is_some()).then(|| {
+            Arc::new(Self {
+                tier,
+                per_minute,
+                burst,
+            })
+        })
+    }
 }
 
 impl Identity {
@@ -182,6 +212,7 @@ impl Identity {
             scopes: Vec::new(),
             roles: Vec::new(),
             credential_id: None,
+            rate_override: None,
         }
     }
 

@@ -160,6 +160,23 @@ fn stamp(resp: &mut Resp, policy: Option<HeaderValue>, state: Option<HeaderValue
     }
 }
 
+/// The budget of a caller whose credential record sets its own rate or burst (the part
+/// it leaves unset comes from the tier), and the `RateLimit-Policy` that says so.
+fn overridden(tier: &Tier, o: &rampart_http::RateOverride) -> (Limit, Option<HeaderValue>) {
+    let per_minute = o.per_minute.unwrap_or_else(|| tier.limit.per_minute());
+    let burst = o.burst.unwrap_or_else(|| tier.limit.burst());
+    match Limit::new(per_minute, burst) {
+        Some(limit) => {
+            let mut p = String::with_capacity(tier.name.len() + 24);
+            let _ = write!(p, "\"{}\";q={};w=60", tier.name, limit.per_minute());
+            (limit, HeaderValue::from_str(&p).ok())
+        }
+        // Zero is refused when the record is written; should one be read anyway, the
+        // tier's budget applies (never an unlimited caller).
+        None => (tier.limit, tier.policy.clone()),
+    }
+}
+
 fn state_header(tier: &str, v: &Verdict) -> Option<HeaderValue> {
     let mut s = String::with_capacity(tier.len() + 32);
     let _ = write!(s, "\"{tier}\";r={};t={}", v.remaining, v.reset_s());
@@ -292,8 +309,16 @@ where
             };
         };
         let route = a.permit.route();
-        let tier_name = route.config.tier.as_deref().unwrap_or("default");
-        let tier = l.tiers.get(tier_name).or_else(|| l.tiers.get("default"));
+        let over = a.permit.identity().rate_override.as_deref();
+        // A record's own tier wins over the route's when it names a configured one.
+        let tier = over
+            .and_then(|o| o.tier.as_deref())
+            .and_then(|t| l.tiers.get(t))
+            .or_else(|| {
+                l.tiers
+                    .get(route.config.tier.as_deref().unwrap_or("default"))
+            })
+            .or_else(|| l.tiers.get("default"));
         let key = tier.and_then(|t| identity_key(&t.name, &a));
         let (Some(tier), Some(key)) = (tier, key) else {
             return RateLimitFuture::Local {
@@ -307,14 +332,18 @@ where
             (Some(t), Some(limit)) => Some((format!("tenant\0{t}"), limit)),
             _ => None,
         };
+        let (limit, policy) = match over {
+            Some(o) if o.per_minute.is_some() || o.burst.is_some() => overridden(tier, o),
+            _ => (tier.limit, tier.policy.clone()),
+        };
         let q = Query {
             identity: &key,
-            limit: tier.limit,
+            limit,
             tenant: tenant_key.as_ref().map(|(k, l)| (k.as_str(), *l)),
         };
         let decided = Decided {
             counters: Arc::clone(&tier.counters),
-            policy: tier.policy.clone(),
+            policy,
             tier: Arc::clone(&tier.name),
             on_error: l.on_error,
         };

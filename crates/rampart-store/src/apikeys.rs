@@ -150,6 +150,11 @@ fn check_new(k: &NewApiKey, now: i64) -> Result<(), StoreError> {
     if let Some(t) = &k.rate_limit.tier {
         check_token("the rate-limit tier", t)?;
     }
+    if k.rate_limit.per_minute == Some(0) || k.rate_limit.burst == Some(0) {
+        return Err(StoreError::Invalid(
+            "a rate-limit override must be at least 1".into(),
+        ));
+    }
     Ok(())
 }
 

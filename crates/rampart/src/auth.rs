@@ -49,6 +49,11 @@ impl ApiKeyVerifier for Keys {
             tenant: (!r.tenant.is_empty()).then(|| r.tenant.clone()),
             scopes: r.scopes.clone(),
             roles: r.roles.clone(),
+            rate_override: rampart_http::RateOverride::from_parts(
+                r.rate_limit.tier.clone(),
+                r.rate_limit.per_minute,
+                r.rate_limit.burst,
+            ),
         })
     }
 }

@@ -602,3 +602,81 @@ fn redis_outage_with_deny_answers_503_and_recovers() {
 fn redis_outage_with_allow_passes_and_recovers() {
     redis_outage("allow");
 }
+
+/// Per-identity overrides from API-key records (`rampart apikey create --rate-…`): a
+/// key's own burst or rate replaces its tier's, a key's own tier replaces the route's,
+/// and a key without an override keeps the route's tier.
+#[test]
+fn api_key_records_override_the_tier_budget() {
+    let up = Upstream::start();
+    let dir = private_dir("ratelimit-override");
+    write_private(
+        &dir.join("pepper"),
+        "override-test-pepper-0123456789abcdef-0123456789",
+        0o600,
+    );
+    std::fs::create_dir(dir.join("data")).unwrap();
+    std::fs::set_permissions(
+        dir.join("data"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let cfg = base_config(
+        up.addr,
+        &format!(
+            "\n[auth]\nmodes = [\"api_key\"]\n[auth.api_key]\npepper = \"file:{d}/pepper\"\n\n\
+             [rate_limit]\ntiers.default = {{ per_minute = 1, burst = 3 }}\n\
+             tiers.heavy = {{ per_minute = 1, burst = 1 }}\n",
+            d = dir.display()
+        ),
+    )
+    .replace(
+        "drain_timeout_ms = 10000",
+        &format!(
+            "drain_timeout_ms = 10000\ndata_dir = \"{d}/data\"\nallowed_data_roots = [\"{d}\"]",
+            d = dir.display()
+        ),
+    );
+    let path = dir.join("rampart.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let create = |name: &str, extra: &[&str]| -> String {
+        let mut args = vec!["apikey", "create", "--name", name, "--tenant", "acme"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--config", path.to_str().unwrap()]);
+        let o = Command::new(bin()).args(&args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let plain = create("plain", &[]);
+    let bigger = create("bigger-burst", &["--rate-burst", "6"]);
+    let faster = create("faster", &["--rate-per-minute", "600", "--rate-burst", "2"]);
+    let heavy = create("heavy-tier", &["--rate-tier", "heavy"]);
+    // Zero would be an unlimited (or dead) key: refused when written.
+    let mut args = vec!["apikey", "create", "--name", "zero", "--tenant", "acme"];
+    args.extend_from_slice(&["--rate-burst", "0", "--config", path.to_str().unwrap()]);
+    let o = Command::new(bin()).args(&args).output().unwrap();
+    assert_ne!(o.status.code(), Some(0), "a zero burst was accepted");
+
+    let gw = Gateway::spawn(dir.clone(), path).unwrap();
+    let with_key = |key: &str| raw(gw.addr, &request("/private", &[("x-api-key", key)]));
+
+    assert_eq!(burst(4, || with_key(&plain), "default"), (3, 1));
+    let r = with_key(&bigger);
+    assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=1;w=60"));
+    assert_eq!(remaining(&r), 5);
+    assert_eq!(burst(6, || with_key(&bigger), "default"), (5, 1));
+    let r = with_key(&faster);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-policy"), Some("\"default\";q=600;w=60"));
+    assert_eq!(burst(2, || with_key(&faster), "default"), (1, 1));
+    // 600/min: one request's worth comes back within 100 ms.
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(with_key(&faster).status, 200);
+    // The record's tier replaces the route's (default) tier.
+    assert_eq!(burst(2, || with_key(&heavy), "heavy"), (1, 1));
+}

@@ -26,6 +26,7 @@ use rampart_http::{
 use tower_service::Service;
 
 use crate::MAX_DEADLINE;
+use crate::tls_upstream;
 use crate::upstream::{self, HostPool, Outgoing, Pools};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -89,6 +90,11 @@ pub struct Upstream {
     prefix: String,
     /// Set for plain-http upstreams.
     pool: Option<Arc<HostPool>>,
+    /// https upstreams: one place per exchange in flight (`max_connections`), held until
+    /// the response body ends; waited for up to `queue_timeout`.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    cap: usize,
+    queue_timeout: Duration,
 }
 
 impl Upstream {
@@ -102,16 +108,24 @@ impl Upstream {
         let scheme = u.url.scheme()?.clone();
         let authority = u.url.authority()?.clone();
         let prefix = u.url.path().trim_end_matches('/').to_owned();
-        let pool = (scheme == http::uri::Scheme::HTTP).then(|| {
+        let max_connections = u.max_connections.unwrap_or(default_cap);
+        let queue_timeout = u.queue_timeout.min(MAX_DEADLINE);
+        let plain = scheme == http::uri::Scheme::HTTP;
+        let pool = plain.then(|| {
             client.pools.get(
                 &authority,
                 client.connect_timeout,
                 client.idle,
                 upstream::PoolLimits {
-                    max_connections: u.max_connections.unwrap_or(default_cap),
-                    queue_timeout: u.queue_timeout.min(MAX_DEADLINE),
+                    max_connections,
+                    queue_timeout,
                 },
             )
+        });
+        let slots = (!plain).then(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            ))
         });
         Some(Self {
             name: Arc::from(u.name.as_str()),
@@ -119,7 +133,15 @@ impl Upstream {
             authority,
             prefix,
             pool,
+            slots,
+            cap: max_connections,
+            queue_timeout,
         })
+    }
+
+    /// The connection cap of an https upstream (for the busy log line).
+    fn slots_total(&self) -> usize {
+        self.cap
     }
 
     /// The upstream URI for a request's (already normalized) path and query. Without a
@@ -274,16 +296,64 @@ where
             }
         };
         added.apply(&mut parts.headers);
-        let mut out = Request::new(body.map_err(Into::into).boxed_unsync());
+        let fate = Arc::new(tls_upstream::BodyFate::default());
+        let body = tls_upstream::IdleBody::request(
+            body.map_err(Into::into),
+            deadlines.client_body_idle,
+            Arc::clone(&fate),
+        );
+        let mut out = Request::new(body.boxed_unsync());
         *out.method_mut() = parts.method;
         *out.uri_mut() = uri;
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = parts.headers;
 
-        let fut = self.client.client.request(out);
+        let client = self.client.client.clone();
         Box::pin(async move {
-            Ok(match fut.await {
-                Ok(resp) => relay(resp),
+            let permit = match &fail.upstream.slots {
+                Some(slots) => match tokio::time::timeout(
+                    fail.upstream.queue_timeout,
+                    Arc::clone(slots).acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(p)) => Some(p),
+                    _ => {
+                        return Ok(fail.exchange_failed(upstream::ExchangeError::Busy(
+                            fail.upstream.slots_total(),
+                        )));
+                    }
+                },
+                None => None,
+            };
+            Ok(match client.request(out).await {
+                Ok(resp) => {
+                    let metrics = Arc::clone(&fail.metrics);
+                    let name = Arc::clone(&fail.upstream.name);
+                    relay(resp.map(|b| {
+                        tls_upstream::IdleBody::response(b, deadlines.upstream_body_idle, permit)
+                            .map_err(move |e| {
+                                let reason = StreamEnd::reason_of(&*e);
+                                metrics.upstream_error(&name, reason);
+                                tracing::warn!(upstream = &*name, reason, error = %e, "response body cut short");
+                                e
+                            })
+                    }))
+                }
+                // The body limit stopped the upload: 413, whatever else happened.
+                Err(e) if fail.tripped.as_ref().is_some_and(BodyLimitTripped::is_set) => {
+                    fail.answer(false, &e)
+                }
+                Err(_) if fate.timed_out() => {
+                    Reject::ClientBodyTimeout.into_response(fail.request_id.as_ref())
+                }
+                Err(e) if fate.broken() => {
+                    if client_body_malformed(&e) {
+                        Reject::BadRequestBody.into_response(fail.request_id.as_ref())
+                    } else {
+                        Reject::ClientAbort.into_response(fail.request_id.as_ref())
+                    }
+                }
                 Err(e) => fail.answer(e.is_connect(), &e),
             })
         })

@@ -13,6 +13,7 @@ pub mod h1;
 mod listener;
 pub mod sniff;
 pub mod tls;
+mod tls_upstream;
 mod upstream;
 
 use std::collections::BTreeMap;

@@ -339,3 +339,181 @@ fn an_idle_keep_alive_connection_is_closed() {
     );
     assert!(wait_until(|| active(&gw) == baseline));
 }
+
+// ---- https upstreams (hyper's client): the same deadlines and cap ---------------------
+
+/// A TLS front for a plain backend: terminates TLS with a certificate for `localhost`
+/// issued by a test CA and copies bytes both ways; one backend connection per client
+/// connection, closed when either side closes. `ca` is the CA certificate (PEM) the
+/// gateway is told to trust through `SSL_CERT_FILE`.
+struct TlsFront {
+    addr: SocketAddr,
+    ca: std::path::PathBuf,
+}
+
+impl TlsFront {
+    fn start(backend: SocketAddr) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "rampart upstream test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let mut sp = CertificateParams::new(vec!["localhost".into()]).unwrap();
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let sk = KeyPair::generate().unwrap();
+        let sc = sp.signed_by(&sk, &ca).unwrap();
+        let dir = private_dir("tls-front");
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = rustls_pki_types::PrivateKeyDer::try_from(sk.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![sc.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                loop {
+                    let Ok((s, _)) = l.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(s).await else {
+                            return;
+                        };
+                        let Ok(mut back) = tokio::net::TcpStream::connect(backend).await else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+                    });
+                }
+            });
+        });
+        TlsFront { addr, ca: ca_path }
+    }
+
+    /// The gateway's configuration with upstream `app` at this front (https).
+    fn gateway(&self, backend: SocketAddr, upstream_extra: &str) -> Gateway {
+        let cfg = config(backend).replace(
+            &format!("url = \"http://{backend}\"\n"),
+            &format!(
+                "url = \"https://localhost:{}\"\n{upstream_extra}",
+                self.addr.port()
+            ),
+        );
+        let dir = private_dir("gw-https");
+        let path = dir.join("rampart.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let ca = self.ca.to_str().unwrap().to_owned();
+        Gateway::spawn_env(dir, path, &[("SSL_CERT_FILE", &ca)]).unwrap()
+    }
+}
+
+#[test]
+fn https_upstream_stalling_inside_its_body_is_cut_off() {
+    let up = StallingUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+    let front = TlsFront::start(up.addr);
+    let gw = front.gateway(up.addr, "");
+    let baseline = active(&gw);
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    // The TLS connection to the upstream is dropped, so the front closes its backend.
+    assert!(
+        wait_until(|| up.closed.load(Ordering::SeqCst) == up.opened.load(Ordering::SeqCst)),
+        "upstream connection kept"
+    );
+    assert!(wait_until(|| active(&gw) == baseline));
+    assert!(gw.wait_access("upstream_body_timeout", Duration::from_secs(5)));
+    assert!(
+        gw.admin_get("/metrics")
+            .text()
+            .contains("kind=\"upstream_body_timeout\"")
+    );
+}
+
+#[test]
+fn https_upstream_a_silent_upload_gets_408() {
+    let up = Upstream::start();
+    let front = TlsFront::start(up.addr);
+    let gw = front.gateway(up.addr, "");
+    // The https path works at all.
+    assert_eq!(
+        raw(
+            gw.addr,
+            "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .status,
+        200
+    );
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789")
+        .unwrap();
+    let start = Instant::now();
+    let r = read_response(&mut s).expect("an answer");
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(assert_problem(&r, 408)["code"], "client_body_timeout");
+    assert!(gw.wait_access("client_body_timeout", Duration::from_secs(5)));
+}
+
+#[test]
+fn https_upstream_connection_cap_answers_503() {
+    let up = Upstream::start();
+    let front = TlsFront::start(up.addr);
+    let gw = front.gateway(up.addr, "max_connections = 2\nqueue_timeout_ms = 200\n");
+    let addr = gw.addr;
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                raw(
+                    addr,
+                    "GET /slow/1000 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                )
+            })
+        })
+        .collect();
+    let rs: Vec<Resp> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let statuses: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    let busy: Vec<&Resp> = rs.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(busy.len(), 4, "{statuses:?}");
+    for r in busy {
+        assert_eq!(assert_problem(r, 503)["code"], "upstream_busy");
+        assert!(r.header("retry-after").is_some());
+    }
+    assert!(up.connections.load(Ordering::SeqCst) <= 2);
+    assert!(gw.wait_access("upstream_busy", Duration::from_secs(5)));
+}

@@ -278,9 +278,15 @@ impl Gateway {
     }
 
     pub fn spawn(dir: PathBuf, path: PathBuf) -> Result<Self, String> {
+        Self::spawn_env(dir, path, &[])
+    }
+
+    /// As [`Gateway::spawn`], with extra environment variables for the child.
+    pub fn spawn_env(dir: PathBuf, path: PathBuf, env: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(&path)
+            .envs(env.iter().copied())
             .env("RAMPART_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

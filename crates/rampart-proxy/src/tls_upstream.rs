@@ -1,0 +1,271 @@
+//! The https-upstream side of the forwarding stage (hyper's client): the same bounds the
+//! plain-http exchange (`crate::upstream`) enforces, around a client we do not drive.
+//!
+//! Guards against: an https upstream that sends part of a response body and stalls (the
+//! body fails after `upstream_body_idle_timeout_ms`, the connection is dropped, the client
+//! is cut short); a client that stops sending its upload (408 after
+//! `client_body_idle_timeout_ms`); a flood that would open a connection per request to one
+//! upstream (at most `max_connections` exchanges in flight, each holding a place until its
+//! response body ends; the next waits `queue_timeout_ms`, then 503 `upstream_busy`).
+//! Trusts: hyper's client for HTTP framing and connection reuse, rustls for TLS.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use rampart_http::{BoxError, StreamEnd};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// What became of a request body wrapped in [`IdleBody`] (read after a failed exchange
+/// to tell the client's fault from the upstream's).
+#[derive(Debug, Default)]
+pub struct BodyFate(AtomicU8);
+
+impl BodyFate {
+    const OK: u8 = 0;
+    const IDLE: u8 = 1;
+    const BROKEN: u8 = 2;
+
+    pub fn timed_out(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::IDLE
+    }
+
+    pub fn broken(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::BROKEN
+    }
+
+    fn set(&self, v: u8) {
+        let _ = self
+            .0
+            .compare_exchange(Self::OK, v, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// The client's body went silent for longer than its idle deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("no body data for {0:?}")]
+pub struct Idle(pub Duration);
+
+pin_project_lite::pin_project! {
+    /// A body whose silences are bounded: after `idle` without a frame it fails. Holds the
+    /// upstream's connection place (if any) until it ends, fails or is dropped.
+    pub struct IdleBody<B> {
+        #[pin]
+        inner: B,
+        idle: Duration,
+        // Armed the first time the body waits; pushed back on every frame.
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        // Response side: the reason code the failure carries (`upstream_body_timeout`,
+        // `upstream_io_error`). Request side: `None`, and `fate` records what happened.
+        reasons: Option<(&'static str, &'static str)>,
+        fate: Option<Arc<BodyFate>>,
+        permit: Option<OwnedSemaphorePermit>,
+        done: bool,
+    }
+}
+
+impl<B> IdleBody<B> {
+    /// The client's request body, on its way to an https upstream.
+    pub fn request(inner: B, idle: Duration, fate: Arc<BodyFate>) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: None,
+            reasons: None,
+            fate: Some(fate),
+            permit: None,
+            done: false,
+        }
+    }
+
+    /// An https upstream's response body, on its way to the client.
+    pub fn response(inner: B, idle: Duration, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            inner,
+            idle,
+            deadline: None,
+            reasons: Some(("upstream_body_timeout", "upstream_io_error")),
+            fate: None,
+            permit,
+            done: false,
+        }
+    }
+}
+
+impl<B> Body for IdleBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = this.deadline.as_mut() {
+                    d.as_mut().reset(tokio::time::Instant::now() + *this.idle);
+                }
+                Poll::Ready(Some(Ok(f)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                *this.done = true;
+                *this.permit = None;
+                if let Some(f) = this.fate {
+                    f.set(BodyFate::BROKEN);
+                }
+                let e: BoxError = e.into();
+                Poll::Ready(Some(Err(match this.reasons {
+                    Some((_, io)) => Box::new(StreamEnd {
+                        reason: io,
+                        source: e,
+                    }),
+                    None => e,
+                })))
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                *this.permit = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let idle = *this.idle;
+                let d = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if d.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *this.done = true;
+                *this.permit = None;
+                if let Some(f) = this.fate {
+                    f.set(BodyFate::IDLE);
+                }
+                let e: BoxError = Box::new(Idle(idle));
+                Poll::Ready(Some(Err(match this.reasons {
+                    Some((timeout, _)) => Box::new(StreamEnd {
+                        reason: timeout,
+                        source: e,
+                    }),
+                    None => e,
+                })))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// `frames` data frames, each after `gap`, then silence for ever (or the end).
+    struct Script {
+        frames: u8,
+        gap: Duration,
+        then_end: bool,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl Body for Script {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.frames == 0 {
+                return if self.then_end {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
+            }
+            let gap = self.gap;
+            let s = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+            if s.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+            self.frames -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    fn stalled() -> Script {
+        Script {
+            frames: 1,
+            gap: Duration::ZERO,
+            then_end: false,
+            sleep: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_response_body_fails_with_its_reason_and_frees_its_place() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = Arc::clone(&slots).try_acquire_owned().unwrap();
+        let mut b = IdleBody::response(stalled(), Duration::from_millis(50), Some(permit));
+        let first = b.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "x");
+        assert_eq!(slots.available_permits(), 0);
+        let e = b.frame().await.unwrap().unwrap_err();
+        let end = e.downcast_ref::<StreamEnd>().unwrap();
+        assert_eq!(end.reason, "upstream_body_timeout");
+        assert_eq!(
+            slots.available_permits(),
+            1,
+            "the place is released at once"
+        );
+        assert!(b.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_request_body_records_its_fate() {
+        let fate = Arc::new(BodyFate::default());
+        let mut b = IdleBody::request(stalled(), Duration::from_millis(50), Arc::clone(&fate));
+        assert!(b.frame().await.unwrap().is_ok());
+        assert!(!fate.timed_out());
+        assert!(b.frame().await.unwrap().is_err());
+        assert!(fate.timed_out() && !fate.broken());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_pushes_the_deadline_back_and_the_end_frees_the_place() {
+        // Five frames 40 ms apart under a 50 ms idle deadline: never idle that long.
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let permit = Arc::clone(&slots).try_acquire_owned().unwrap();
+        let s = Script {
+            frames: 5,
+            gap: Duration::from_millis(40),
+            then_end: true,
+            sleep: None,
+        };
+        let b = IdleBody::response(s, Duration::from_millis(50), Some(permit));
+        let all = b.collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], b"xxxxx");
+        assert_eq!(slots.available_permits(), 1);
+    }
+}

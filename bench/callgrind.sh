@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Instructions per request of a rampart configuration, counted by valgrind's callgrind:
+# the same binary and load give the same count whatever else the machine is doing (see
+# bench/README.md, "Measuring a change"). Serves N1 and then N2 requests in two runs
+# under callgrind and prints (Ir(N2) - Ir(N1)) / (N2 - N1), which removes start-up.
+#
+#   RAMPART_BIN=target/release/rampart bench/callgrind.sh bench/rampart.toml [PATH] [HEADER]
+#
+# PATH defaults to /, HEADER (e.g. "Authorization: Bearer …") is sent on every request.
+# Only 127.0.0.1 is a target; the upstream is `rampart echo --fixed`, not measured.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+config=${1:?usage: callgrind.sh CONFIG [PATH] [HEADER]}
+path=${2:-/}
+header=${3:-}
+N1=${N1:-2000}
+N2=${N2:-12000}
+CONNS=${CONNS:-32}
+bin=${RAMPART_BIN:-$here/../target/release/rampart}
+base=${BENCH_PORT_BASE:-18280}
+command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+out=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+
+"$bin" echo --fixed --listen "127.0.0.1:$base" >/dev/null 2>&1 &
+sed -e "s|127.0.0.1:18081|127.0.0.1:$((base + 1))|" -e "s|127.0.0.1:18082|127.0.0.1:$((base + 2))|" \
+    -e "s|http://127.0.0.1:18080|http://127.0.0.1:$base|" "$config" >"$out/rampart.toml"
+
+# wrk stops once `n` responses arrived (one thread, so one counter).
+cat >"$out/count.lua" <<LUA
+local n, seen = tonumber(os.getenv("COUNT")), 0
+local hdr = os.getenv("HDR") or ""
+if #hdr > 0 then
+  local k, v = hdr:match("^([^:]+):%s*(.*)$")
+  wrk.headers[k] = v
+end
+wrk.path = os.getenv("TARGET_PATH") or "/"
+function response(status)
+  seen = seen + 1
+  if seen >= n then wrk.thread:stop() end
+end
+LUA
+
+ir_for() {
+  local n=$1 f=$out/cg.$1
+  valgrind --tool=callgrind --callgrind-out-file="$f" "$bin" serve --config "$out/rampart.toml" \
+    >/dev/null 2>"$out/vg.$n.log" &
+  local pid=$!
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$((base + 2))/live" && break
+    sleep 0.2
+  done
+  COUNT=$n HDR=$header TARGET_PATH=$path wrk -t1 -c"$CONNS" -d600s -s "$out/count.lua" \
+    "http://127.0.0.1:$((base + 1))" >"$out/wrk.$n.txt" 2>&1
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  grep -h "^summary:\|^totals:" "$f"* | awk '{s += $2} END {print s}'
+}
+a=$(ir_for "$N1")
+b=$(ir_for "$N2")
+awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" \
+  'BEGIN {printf "Ir(%d)=%d Ir(%d)=%d  instructions/request=%.0f\n", n1, a, n2, b, (b - a) / (n2 - n1)}'

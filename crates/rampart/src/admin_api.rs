@@ -128,6 +128,9 @@ pub(crate) struct Ctx {
     /// `GET /admin/openapi.json`, adapted to this gateway's auth modes.
     pub openapi: String,
     authn: Authn,
+    /// The headers of the credential-bearing modes (`jwt`, `api_key`): an admin call
+    /// presents exactly one credential.
+    credential_headers: Vec<http::HeaderName>,
     admin_addr: Option<SocketAddr>,
 }
 
@@ -148,6 +151,7 @@ pub fn build(cfg: &Config, auth: &AuthRuntime) -> Option<Arc<dyn AdminApi>> {
         local: auth.revocations.clone(),
         openapi: crate::admin_openapi::document(cfg),
         authn,
+        credential_headers: credential_headers(cfg),
         admin_addr: cfg.server.admin_listen,
     };
     Some(Arc::new(Api {
@@ -193,6 +197,32 @@ pub(crate) fn match_path(
     }
 }
 
+/// The headers that carry a credential of an enabled mode (the JWT's, the API key's).
+fn credential_headers(cfg: &Config) -> Vec<http::HeaderName> {
+    use rampart_config::raw::AuthMode;
+    let auth = cfg.later.auth.clone().unwrap_or_default();
+    let modes = auth.modes.unwrap_or_default();
+    let name = |n: Option<&str>, default: &'static str| {
+        n.and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .unwrap_or(http::HeaderName::from_static(default))
+    };
+    let mut out = Vec::new();
+    if modes.contains(&AuthMode::Jwt) {
+        out.push(name(
+            auth.jwt.as_ref().and_then(|j| j.header.as_deref()),
+            "authorization",
+        ));
+    }
+    if modes.contains(&AuthMode::ApiKey) {
+        out.push(name(
+            auth.api_key.as_ref().and_then(|k| k.header.as_deref()),
+            "x-api-key",
+        ));
+    }
+    out.dedup();
+    out
+}
+
 impl Ctx {
     /// The caller, if it may use the admin API; else the refusal.
     fn caller(
@@ -200,6 +230,18 @@ impl Ctx {
         req: &Request<Bytes>,
         peer: SocketAddr,
     ) -> Result<Identity, Box<AdminResponse>> {
+        // Credential confusion: the authentication stage takes the first mode that finds
+        // a credential, so a valid JWT beside a bad API key would pass. An admin call
+        // presents one credential, or none is believed.
+        let presented = self
+            .credential_headers
+            .iter()
+            .filter(|h| req.headers().contains_key(*h))
+            .count();
+        if presented > 1 {
+            self.authn.metrics().failure("none", "several_credentials");
+            return Err(Box::new(unauthenticated()));
+        }
         let mut probe = Request::new(());
         *probe.headers_mut() = req.headers().clone();
         probe.extensions_mut().insert(ConnInfo {

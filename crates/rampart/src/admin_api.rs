@@ -413,6 +413,42 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Every route's template matches exactly the paths built from it (each `{name}`
+        /// one non-empty segment without `/`), gives back those values, and nothing
+        /// longer, shorter or with a changed literal; any path whatsoever never panics.
+        #[test]
+        fn templates_match_what_they_describe(
+            values in proptest::collection::vec("[^/]{1,16}", 3),
+            extra in "[^/]{0,8}",
+            any in "\\PC{0,64}",
+        ) {
+            for r in all_routes() {
+                let mut vals = values.iter();
+                let mut expect = Vec::new();
+                let path = r
+                    .path
+                    .split('/')
+                    .map(|seg| match seg.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                        Some(n) => {
+                            let v = vals.next().cloned().unwrap_or_default();
+                            expect.push((n, v.clone()));
+                            v
+                        }
+                        None => seg.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                proptest::prop_assert_eq!(match_path(r.path, &path), Some(expect));
+                let longer = format!("{path}/{extra}");
+                proptest::prop_assert_eq!(match_path(r.path, &longer), None);
+                let changed = path.replacen("/admin/", "/admin-/", 1);
+                proptest::prop_assert_eq!(match_path(r.path, &changed), None);
+                let _ = match_path(r.path, &any);
+            }
+        }
+    }
+
     #[test]
     fn routes_are_unique() {
         let routes = all_routes();

@@ -168,6 +168,8 @@ fn problem(status: StatusCode, code: &str, detail: &str) -> AdminResp {
     push_json_str(&mut b, status.canonical_reason().unwrap_or(""));
     let _ = write!(b, ",\"status\":{},\"detail\":", status.as_u16());
     push_json_str(&mut b, detail);
+    b.push_str(",\"code\":");
+    push_json_str(&mut b, code);
     b.push_str(",\"request_id\":null}");
     respond(status, "application/problem+json", b)
 }

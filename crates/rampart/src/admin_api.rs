@@ -1,17 +1,22 @@
-//! `/admin/revocations` on the admin listener: list and add revocations.
+//! The `/admin/*` API on the admin listener: a small router over one module per resource
+//! (`admin_revocations`, `admin_apikeys`, …) plus `GET /admin/openapi.json`.
 //!
-//! Guards against: anyone reaching the admin address changing the revocation list
-//! (every call is authenticated with the gateway's own modes and verifiers, and needs the
-//! `admin` scope, the `*` scope or the `admin` role; anonymous access never qualifies,
-//! even where `auth.modes` holds `none`); oversized or malformed bodies (64 KiB cap,
-//! strict JSON with known members only). Trusts: the authentication stage and the
-//! credential store.
+//! Guards against: anyone reaching the admin address changing credentials (every route
+//! but the OpenAPI document authenticates the caller with the gateway's own modes and
+//! verifiers and needs the `admin` scope, the `*` scope or the `admin` role; anonymous
+//! access never qualifies, even where `auth.modes` holds `none`); oversized or malformed
+//! bodies (64 KiB cap in `rampart-admin`, `application/json` only, strict JSON with known
+//! members only; a body that does not parse gets a fixed detail, never the parser's
+//! message). Trusts: the authentication stage and the credential store.
 //!
-//! A revocation added here is enforced at once by this node (the local snapshot is
-//! updated before the answer), reaches other nodes through Redis when configured, and by
-//! store polling within 5 s otherwise. Every change is logged with the caller's subject.
+//! Adding a resource: a module with `pub(crate) fn routes() -> Vec<Route>` (handlers get
+//! the shared [`Ctx`] and a [`Call`]), one line in [`RESOURCES`], its paths in
+//! `admin_openapi.json` (a unit test refuses a route the document lacks and a documented
+//! operation the router does not know).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,16 +25,112 @@ use rampart_admin::{AdminApi, AdminResponse, admin_json, admin_problem};
 use rampart_authn::Authn;
 use rampart_config::Config;
 use rampart_http::{ConnInfo, Identity, Reject};
-use rampart_store::{NewRevocation, RevocationKind, RevocationSet, Revocations};
+use rampart_store::{ApiKeys, RevocationSet, Revocations, Store, StoreError};
 
 use crate::auth::AuthRuntime;
 
-struct Api(Arc<Inner>);
+/// What a handler returns.
+pub(crate) type BoxFut = Pin<Box<dyn Future<Output = AdminResponse> + Send>>;
+/// A route's handler: a plain function (non-capturing closures coerce to it).
+pub(crate) type Handler = fn(Arc<Ctx>, Call) -> BoxFut;
 
-struct Inner {
+/// One operation: a method on a path template whose `{name}` segments match one
+/// non-empty path segment each.
+pub(crate) struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// Served without authentication (only the OpenAPI document).
+    pub public: bool,
+    pub handler: Handler,
+}
+
+impl Route {
+    /// An operation for authenticated admins.
+    pub(crate) fn admin(method: Method, path: &'static str, handler: Handler) -> Route {
+        Route {
+            method,
+            path,
+            public: false,
+            handler,
+        }
+    }
+}
+
+/// Every resource of the admin API. A new resource is one line here.
+pub(crate) const RESOURCES: &[fn() -> Vec<Route>] = &[
+    crate::admin_openapi::routes,
+    crate::admin_revocations::routes,
+    crate::admin_apikeys::routes,
+];
+
+/// Every route of every resource.
+pub(crate) fn all_routes() -> Vec<Route> {
+    RESOURCES.iter().flat_map(|r| r()).collect()
+}
+
+/// A request that reached its handler.
+pub(crate) struct Call {
+    pub req: Request<Bytes>,
+    /// The authenticated admin (anonymous only on public routes).
+    pub caller: Identity,
+    params: Vec<(&'static str, String)>,
+}
+
+impl Call {
+    /// A `{name}` segment of the route's path (raw, not percent-decoded).
+    pub(crate) fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The caller's subject for the change log (never a credential).
+    pub(crate) fn admin(&self) -> &str {
+        self.caller.subject.as_deref().unwrap_or("")
+    }
+
+    /// The body as `T`: `415` unless it is `application/json`, `400` with `hint` (a fixed
+    /// text, never the parser's message, which may quote the input) unless it parses with
+    /// known members only.
+    pub(crate) fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        hint: &str,
+    ) -> Result<T, Box<AdminResponse>> {
+        let is_json = self
+            .req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Box::new(admin_problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The body must be application/json.",
+            )));
+        }
+        serde_json::from_slice(self.req.body())
+            .map_err(|_| Box::new(admin_problem(StatusCode::BAD_REQUEST, "bad_request", hint)))
+    }
+}
+
+/// What every handler may use.
+pub(crate) struct Ctx {
+    pub store: Store,
+    pub revocations: Revocations,
+    /// This node's revocation snapshot: updated before an answer so a change is enforced
+    /// here at once (other nodes: Redis, else store polling within 5 s).
+    pub local: Option<Arc<RevocationSet>>,
+    /// Creating keys needs `auth.api_key.pepper`; the error says what is missing.
+    pub api_keys: Result<ApiKeys, String>,
+    /// `GET /admin/openapi.json`, adapted to this gateway's auth modes.
+    pub openapi: String,
     authn: Authn,
-    revocations: Revocations,
-    local: Option<Arc<RevocationSet>>,
+    /// The headers of the credential-bearing modes (`jwt`, `api_key`): an admin call
+    /// presents exactly one credential.
+    credential_headers: Vec<http::HeaderName>,
     admin_addr: Option<SocketAddr>,
 }
 
@@ -43,12 +144,25 @@ pub fn build(cfg: &Config, auth: &AuthRuntime) -> Option<Arc<dyn AdminApi>> {
             return None;
         }
     };
-    Some(Arc::new(Api(Arc::new(Inner {
-        authn,
-        revocations: Revocations::new(store),
+    let ctx = Ctx {
+        revocations: Revocations::new(store.clone()),
+        api_keys: ApiKeys::from_config(store.clone(), cfg).map_err(|e| e.to_string()),
+        store,
         local: auth.revocations.clone(),
+        openapi: crate::admin_openapi::document(cfg),
+        authn,
+        credential_headers: credential_headers(cfg),
         admin_addr: cfg.server.admin_listen,
-    }))))
+    };
+    Some(Arc::new(Api {
+        ctx: Arc::new(ctx),
+        routes: all_routes().into(),
+    }))
+}
+
+struct Api {
+    ctx: Arc<Ctx>,
+    routes: Arc<[Route]>,
 }
 
 fn is_admin(id: &Identity) -> bool {
@@ -57,26 +171,77 @@ fn is_admin(id: &Identity) -> bool {
             || id.roles.iter().any(|r| r == "admin"))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddRevocation {
-    /// `jti`, `subject`, `cert` (fingerprint) or `apikey`.
-    kind: String,
-    value: String,
-    /// Unix seconds at which the entry lapses; absent = never.
-    #[serde(default)]
-    until: Option<i64>,
-    #[serde(default)]
-    reason: Option<String>,
+/// The `{name}` values when `path` matches `template`.
+pub(crate) fn match_path(
+    template: &'static str,
+    path: &str,
+) -> Option<Vec<(&'static str, String)>> {
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    let mut params = Vec::new();
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                    if ps.is_empty() {
+                        return None;
+                    }
+                    params.push((name, ps.to_owned()));
+                } else if ts != ps {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
 }
 
-impl Inner {
+/// The headers that carry a credential of an enabled mode (the JWT's, the API key's).
+fn credential_headers(cfg: &Config) -> Vec<http::HeaderName> {
+    use rampart_config::raw::AuthMode;
+    let auth = cfg.later.auth.clone().unwrap_or_default();
+    let modes = auth.modes.unwrap_or_default();
+    let name = |n: Option<&str>, default: &'static str| {
+        n.and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .unwrap_or(http::HeaderName::from_static(default))
+    };
+    let mut out = Vec::new();
+    if modes.contains(&AuthMode::Jwt) {
+        out.push(name(
+            auth.jwt.as_ref().and_then(|j| j.header.as_deref()),
+            "authorization",
+        ));
+    }
+    if modes.contains(&AuthMode::ApiKey) {
+        out.push(name(
+            auth.api_key.as_ref().and_then(|k| k.header.as_deref()),
+            "x-api-key",
+        ));
+    }
+    out.dedup();
+    out
+}
+
+impl Ctx {
     /// The caller, if it may use the admin API; else the refusal.
     fn caller(
         &self,
         req: &Request<Bytes>,
         peer: SocketAddr,
     ) -> Result<Identity, Box<AdminResponse>> {
+        // Credential confusion: the authentication stage takes the first mode that finds
+        // a credential, so a valid JWT beside a bad API key would pass. An admin call
+        // presents one credential, or none is believed.
+        let presented = self
+            .credential_headers
+            .iter()
+            .filter(|h| req.headers().contains_key(*h))
+            .count();
+        if presented > 1 {
+            self.authn.metrics().failure("none", "several_credentials");
+            return Err(Box::new(unauthenticated()));
+        }
         let mut probe = Request::new(());
         *probe.headers_mut() = req.headers().clone();
         probe.extensions_mut().insert(ConnInfo {
@@ -106,89 +271,72 @@ impl Inner {
             }
         }
     }
+}
 
-    async fn handle(&self, req: Request<Bytes>, peer: SocketAddr) -> AdminResponse {
-        if req.uri().path() != "/admin/revocations" {
-            return admin_problem(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "No such admin endpoint.",
-            );
+/// Routes one request: `404` for an unknown path, then authentication (unless every
+/// operation on the path is public), then `405` for a method the path does not take.
+async fn dispatch(
+    ctx: Arc<Ctx>,
+    routes: Arc<[Route]>,
+    req: Request<Bytes>,
+    peer: SocketAddr,
+) -> AdminResponse {
+    let path = req.uri().path();
+    let mut allowed: Vec<&Method> = Vec::new();
+    let mut hit = None;
+    let mut all_public = true;
+    for r in routes.iter() {
+        if let Some(params) = match_path(r.path, path) {
+            all_public &= r.public;
+            if r.method == req.method() {
+                hit = Some((r, params));
+                break;
+            }
+            allowed.push(&r.method);
         }
-        let caller = match self.caller(&req, peer) {
+    }
+    if hit.is_none() && allowed.is_empty() {
+        return admin_problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such admin endpoint.",
+        );
+    }
+    let needs_auth = hit.as_ref().map_or(!all_public, |(r, _)| !r.public);
+    let caller = if needs_auth {
+        match ctx.caller(&req, peer) {
             Ok(c) => c,
             Err(r) => return *r,
-        };
-        match *req.method() {
-            Method::GET => match self.revocations.list().await {
-                Ok(list) => admin_json(
-                    StatusCode::OK,
-                    serde_json::json!({ "revocations": list }).to_string(),
-                ),
-                Err(e) => store_failed(&e),
-            },
-            Method::POST => self.add(req.body(), &caller).await,
-            _ => {
-                let mut r = admin_problem(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "This endpoint accepts GET and POST.",
-                );
-                r.headers_mut().insert(
-                    http::header::ALLOW,
-                    http::HeaderValue::from_static("GET, POST"),
-                );
-                r
-            }
         }
-    }
-
-    async fn add(&self, body: &Bytes, caller: &Identity) -> AdminResponse {
-        let Ok(a) = serde_json::from_slice::<AddRevocation>(body) else {
-            return admin_problem(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "Expected {\"kind\": \"jti|subject|cert|apikey\", \"value\": \"…\", \"until\": unix seconds, \"reason\": \"…\"}.",
-            );
-        };
-        let Some(kind) = RevocationKind::parse(&a.kind) else {
-            return admin_problem(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "kind must be one of jti, subject, cert, apikey.",
-            );
-        };
-        let new = NewRevocation {
-            kind,
-            value: a.value,
-            until: a.until,
-            reason: a.reason,
-        };
-        match self.revocations.add_and_publish(new).await {
-            Ok((rec, published)) => {
-                if let Some(local) = &self.local {
-                    local.insert(rec.clone());
-                }
-                if let Some(Err(e)) = published {
-                    tracing::warn!(error = %e, "revocation stored but not published to Redis");
-                }
-                tracing::info!(
-                    admin = caller.subject.as_deref().unwrap_or(""),
-                    kind = rec.kind.as_str(),
-                    until = rec.until,
-                    "revocation added through the admin API"
-                );
-                admin_json(
-                    StatusCode::CREATED,
-                    serde_json::to_string(&rec).unwrap_or_else(|_| "{}".into()),
-                )
-            }
-            Err(e) if e.is_usage() => {
-                admin_problem(StatusCode::BAD_REQUEST, "bad_request", &e.to_string())
-            }
-            Err(e) => store_failed(&e),
+    } else {
+        Identity::anonymous()
+    };
+    let Some((route, params)) = hit else {
+        let list = allowed
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut r = admin_problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This endpoint does not accept this method (see Allow).",
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&list) {
+            r.headers_mut().insert(http::header::ALLOW, v);
         }
-    }
+        return r;
+    };
+    let handler = route.handler;
+    handler(
+        ctx,
+        Call {
+            req,
+            caller,
+            params,
+        },
+    )
+    .await
 }
 
 fn unauthenticated() -> AdminResponse {
@@ -204,7 +352,27 @@ fn unauthenticated() -> AdminResponse {
     r
 }
 
-fn store_failed(e: &rampart_store::StoreError) -> AdminResponse {
+/// A JSON answer.
+pub(crate) fn json(status: StatusCode, v: &impl serde::Serialize) -> AdminResponse {
+    match serde_json::to_string(v) {
+        Ok(s) => admin_json(status, s),
+        Err(e) => {
+            tracing::error!(error = %e, "admin API: cannot encode an answer");
+            admin_problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "The answer could not be encoded.",
+            )
+        }
+    }
+}
+
+/// A store failure: the caller's input (`400`, the store's message names no secret and
+/// no input beyond a bounded field name) or an outage (`503`, details only in the log).
+pub(crate) fn store_failed(e: &StoreError) -> AdminResponse {
+    if e.is_usage() {
+        return admin_problem(StatusCode::BAD_REQUEST, "bad_request", &e.to_string());
+    }
     tracing::error!(error = %e, "admin API: credential store failed");
     admin_problem(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -214,12 +382,85 @@ fn store_failed(e: &rampart_store::StoreError) -> AdminResponse {
 }
 
 impl AdminApi for Api {
-    fn call(
-        &self,
-        req: Request<Bytes>,
-        peer: SocketAddr,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AdminResponse> + Send>> {
-        let this = Arc::clone(&self.0);
-        Box::pin(async move { this.handle(req, peer).await })
+    fn call(&self, req: Request<Bytes>, peer: SocketAddr) -> BoxFut {
+        Box::pin(dispatch(
+            Arc::clone(&self.ctx),
+            Arc::clone(&self.routes),
+            req,
+            peer,
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments() {
+        assert_eq!(match_path("/admin/apikeys", "/admin/apikeys"), Some(vec![]));
+        assert_eq!(match_path("/admin/apikeys", "/admin/apikeys/"), None);
+        assert_eq!(match_path("/admin/apikeys", "/admin/apikeysx"), None);
+        assert_eq!(
+            match_path("/admin/apikeys/{id}/revoke", "/admin/apikeys/abc/revoke"),
+            Some(vec![("id", "abc".to_owned())])
+        );
+        assert_eq!(match_path("/admin/apikeys/{id}", "/admin/apikeys/"), None);
+        assert_eq!(
+            match_path("/admin/apikeys/{id}", "/admin/apikeys/a/b"),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        /// Every route's template matches exactly the paths built from it (each `{name}`
+        /// one non-empty segment without `/`), gives back those values, and nothing
+        /// longer, shorter or with a changed literal; any path whatsoever never panics.
+        #[test]
+        fn templates_match_what_they_describe(
+            values in proptest::collection::vec("[^/]{1,16}", 3),
+            extra in "[^/]{0,8}",
+            any in "\\PC{0,64}",
+        ) {
+            for r in all_routes() {
+                let mut vals = values.iter();
+                let mut expect = Vec::new();
+                let path = r
+                    .path
+                    .split('/')
+                    .map(|seg| match seg.strip_prefix('{').and_then(|n| n.strip_suffix('}')) {
+                        Some(n) => {
+                            let v = vals.next().cloned().unwrap_or_default();
+                            expect.push((n, v.clone()));
+                            v
+                        }
+                        None => seg.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                proptest::prop_assert_eq!(match_path(r.path, &path), Some(expect));
+                let longer = format!("{path}/{extra}");
+                proptest::prop_assert_eq!(match_path(r.path, &longer), None);
+                let changed = path.replacen("/admin/", "/admin-/", 1);
+                proptest::prop_assert_eq!(match_path(r.path, &changed), None);
+                let _ = match_path(r.path, &any);
+            }
+        }
+    }
+
+    #[test]
+    fn routes_are_unique() {
+        let routes = all_routes();
+        for (i, a) in routes.iter().enumerate() {
+            for b in routes.iter().skip(i + 1) {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+        }
     }
 }

@@ -194,7 +194,7 @@ fn words(s: &str) -> Vec<String> {
     s.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
-fn record_json(r: &ApiKeyRecord) -> serde_json::Value {
+pub(crate) fn record_json(r: &ApiKeyRecord) -> serde_json::Value {
     serde_json::json!({
         "id": r.id,
         "name": r.name,

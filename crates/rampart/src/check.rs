@@ -9,6 +9,9 @@
 //!   leave the exit status at 0);
 //! - signing key presence (`[signing] provider = "env"` needs `SIGNING_PRIVATE_KEY`, a
 //!   PEM private key; its content is never printed);
+//! - routes with `identity_assertion`: the signing key `serve` would open (the same
+//!   lookup, read-only) can be opened, else an error (`identity-assertion-key`), as
+//!   `serve` would refuse to start;
 //! - `--online`: `auth.jwt.jwks_url` answers 200 with a JSON key set; each Redis URL
 //!   answers `PING`; each PostgreSQL URL answers the SSLRequest probe. Each probe is a
 //!   plain TCP connection (TLS for https JWKS) with a [`PROBE_TIMEOUT`] deadline; no
@@ -164,6 +167,51 @@ fn signing_findings(cfg: &Config, env: &dyn Fn(&str) -> Option<String>) -> Vec<F
             "signing-key",
             "signing.provider",
             "SIGNING_PRIVATE_KEY holds a PEM private key".into(),
+        )],
+    }
+}
+
+/// Routes with `identity_assertion` need a signing key `serve` can open (it refuses to
+/// start otherwise): the same lookup, read-only (no directory or keyring file is made).
+fn assertion_key_findings<E: rampart_crypto::EnvSource>(cfg: &Config, env: E) -> Vec<Finding> {
+    use rampart_config::raw::SigningProvider;
+    use rampart_crypto::{EnvProvider, FileProvider, KeyProvider, KeyringFile};
+    let routes: Vec<&str> = cfg
+        .routes
+        .iter()
+        .filter(|r| r.identity_assertion)
+        .map(|r| r.id.as_str())
+        .collect();
+    if routes.is_empty() {
+        return Vec::new();
+    }
+    let usable = (|| -> Result<String, String> {
+        let paths = rampart_audit::Paths::from_config(cfg).map_err(|e| e.to_string())?;
+        let signing = cfg.later.signing.clone().unwrap_or_default();
+        let file = KeyringFile::load(&paths.keyring).map_err(|e| e.to_string())?;
+        let key = match signing.provider.unwrap_or(SigningProvider::Env) {
+            SigningProvider::Env => EnvProvider::new(env, signing.key_id).load_active(&file),
+            SigningProvider::File => FileProvider::new(&paths.keys_dir).load_active(&file),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(key.public().fingerprint().to_owned())
+    })();
+    let which = routes.join(", ");
+    match usable {
+        Ok(fp) => vec![finding(
+            Severity::Info,
+            "identity-assertion-key",
+            "routes.identity_assertion",
+            format!("routes {which} sign identity assertions with {fp}"),
+        )],
+        Err(e) => vec![finding(
+            Severity::Error,
+            "identity-assertion-key",
+            "routes.identity_assertion",
+            format!(
+                "routes {which} ask for identity assertions but no signing key can be opened ({e}); \
+                 serve refuses to start: configure [signing] and run `rampart keys generate`"
+            ),
         )],
     }
 }
@@ -371,6 +419,7 @@ pub fn run(paths: &[PathBuf], format: Format, online: bool) -> u8 {
         extra.extend(signing_findings(cfg, &|k| {
             std::env::var(k).ok().filter(|v| !v.is_empty())
         }));
+        extra.extend(assertion_key_findings(cfg, rampart_crypto::ProcessEnv));
         if online {
             extra.extend(online_findings(cfg));
         }

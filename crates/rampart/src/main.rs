@@ -5,6 +5,9 @@
 //! error.
 
 mod admin_api;
+mod admin_apikeys;
+mod admin_openapi;
+mod admin_revocations;
 mod apikey;
 mod audit;
 mod audit_writer;

@@ -224,10 +224,45 @@ fn identity_assertion_without_signing_key_refuses_to_start() {
         ),
     )
     .unwrap();
-    let err = Gateway::spawn(dir, path)
+    let check = |path: &Path| {
+        let o = Command::new(bin())
+            .args(["check", "--format", "json", "--config"])
+            .arg(path)
+            .env_remove("SIGNING_PRIVATE_KEY")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let finding = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "identity-assertion-key")
+            .cloned()
+            .unwrap_or_else(|| panic!("no identity-assertion-key finding: {v:#}"));
+        (o.status.code().unwrap(), finding)
+    };
+    // `check` says so before `serve` refuses: exit 1, naming the route.
+    let (code, f) = check(&path);
+    assert_eq!(code, 1, "{f:#}");
+    assert_eq!(f["severity"], "error");
+    assert!(f["message"].as_str().unwrap().contains("who"), "{f:#}");
+    // Read-only: the check made no keys directory.
+    assert!(!data.join("keys").exists());
+    let err = Gateway::spawn(dir.clone(), path.clone())
         .err()
         .expect("started without a signing key");
     assert!(err.contains("signing key cannot be opened"), "{err}");
+    // With a key: the check passes and names it.
+    let o = Command::new(bin())
+        .args(["keys", "generate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, f) = check(&path);
+    assert_eq!(code, 0, "{f:#}");
+    assert_eq!(f["severity"], "info");
+    assert!(f["message"].as_str().unwrap().contains("SHA256:"), "{f:#}");
 }
 
 fn base64_url_decode(s: &str) -> Vec<u8> {

@@ -793,7 +793,12 @@ pub(crate) fn append_json_line<T: serde::Serialize>(path: &Path, v: &T) -> std::
         .create(true)
         .mode(0o640)
         .open(path)?;
-    f.write_all(&line)?;
+    let len = f.metadata()?.len();
+    if let Err(e) = f.write_all(&line) {
+        // A partial line (disk full) would break every later one: cut it.
+        let _ = f.set_len(len);
+        return Err(e);
+    }
     f.sync_data()
 }
 

@@ -817,3 +817,162 @@ fn postgres_sink_two_nodes_append_only_role_and_tamper_named() {
     assert!(e.contains("node `gw-a`"), "{e}");
     drop(gb);
 }
+
+/// A tmpfs of `kib` KiB mounted on `dir` (created 0750) for the test's duration: a real
+/// ENOSPC. The tests run as root (CI too); a failed mount fails the test.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, kib: u64) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0750"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mount -t tmpfs (needs root, as in CI): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Self(dir.to_owned())
+    }
+
+    fn resize(&self, kib: u64) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k"), "tmpfs"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn metric(g: &Gateway, name: &str) -> u64 {
+    let m = g.admin_get("/metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{m}")) as u64
+}
+
+/// The audit directory on a full file system (a 64 KiB tmpfs) with `on_failure =
+/// "deny"`: once it fills, requests get 503 `audit_unavailable`; every 200 has its
+/// record (counted by request id) and every 503 has none; when space returns, requests
+/// pass again and the log verifies with exactly the served requests' records.
+#[test]
+fn disk_full_with_deny_gives_503_and_no_response_without_its_record() {
+    let s = setup(
+        "diskfull-deny",
+        "on_failure = \"deny\"\nwrite_timeout_ms = 2000\n",
+    );
+    let fs = Tmpfs::mount(&s.data.join("audit"), 64);
+    let g = Gateway::spawn(s.dir.clone(), s.config.clone()).unwrap();
+    let (mut ok, mut refused) = (Vec::new(), Vec::new());
+    for i in 0..600 {
+        let r = g.get(&format!("/status?n={i}"));
+        let id = r.header("x-request-id").unwrap().to_owned();
+        match r.status {
+            200 => ok.push(id),
+            503 => {
+                assert_eq!(assert_problem(&r, 503)["code"], "audit_unavailable");
+                refused.push(id);
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    eprintln!(
+        "disk full (deny): {} served, {} refused",
+        ok.len(),
+        refused.len()
+    );
+    assert!(
+        ok.len() > 20,
+        "the tmpfs filled before any record: {}",
+        ok.len()
+    );
+    assert!(
+        refused.len() > 100,
+        "the disk never filled: {} refused",
+        refused.len()
+    );
+    let h = g.admin_get("/healthz").text();
+    assert!(h.contains("audit_write_failing"), "{h}");
+    assert!(metric(&g, "rampart_audit_denied_total") >= refused.len() as u64);
+
+    // Space returns: served again, and the records are exactly those of the 200s.
+    fs.resize(4096);
+    let mut after = 0;
+    for i in 0..20 {
+        let r = g.get(&format!("/status?after={i}"));
+        if r.status == 200 {
+            after += 1;
+            ok.push(r.header("x-request-id").unwrap().to_owned());
+        }
+    }
+    assert_eq!(after, 20, "{}", g.logs());
+    stop(&g);
+    std::thread::sleep(Duration::from_millis(300));
+    let ids: Vec<String> = records(&s.data)
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let written: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let missing: Vec<&String> = ok
+        .iter()
+        .filter(|id| !written.contains(id.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "200s without a record: {missing:?}");
+    let leaked: Vec<&String> = refused
+        .iter()
+        .filter(|id| written.contains(id.as_str()))
+        .collect();
+    assert!(leaked.is_empty(), "503s with a record: {leaked:?}");
+    assert_eq!(ids.len(), ok.len(), "records != served requests");
+    let v = rampart(&["audit", "verify", "--config"], &s.config);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    drop(fs);
+}
+
+/// The same full disk with `on_failure = "allow"`: requests are served, counted in
+/// `rampart_audit_unaudited_total`, and `/healthz` carries the `warn` reason
+/// `audit_write_failing`.
+#[test]
+fn disk_full_with_allow_serves_and_raises_a_warning() {
+    let s = setup("diskfull-allow", "on_failure = \"allow\"\n");
+    let _fs = Tmpfs::mount(&s.data.join("audit"), 64);
+    let g = Gateway::spawn(s.dir.clone(), s.config.clone()).unwrap();
+    for i in 0..400 {
+        assert_eq!(g.get(&format!("/status?n={i}")).status, 200);
+    }
+    let unaudited = metric(&g, "rampart_audit_unaudited_total");
+    assert!(unaudited > 100, "unaudited {unaudited}");
+    let h: serde_json::Value = g.admin_get("/healthz").json();
+    let reason = h["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "audit_write_failing")
+        .unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(reason["severity"], "warn", "{h}");
+    let written = records(&s.data).len() as u64;
+    assert_eq!(
+        written + unaudited,
+        400,
+        "every request is either recorded or counted"
+    );
+    g.signal(rustix::process::Signal::TERM);
+}

@@ -268,7 +268,7 @@ pub fn verify(
             let first = first_in_file.then_some(seg.first_seq);
             if replay.push(&file, line_no, &line.bytes, first)?.is_some() {
                 first_in_file = false;
-                if replay.next % 65_536 == 0 {
+                if replay.next.is_multiple_of(65_536) {
                     progress(replay.next);
                 }
             }
@@ -322,7 +322,7 @@ pub fn verify_postgres(
                     what: "the row's seq, prev or hash column differs from its record".into(),
                 });
             }
-            if replay.next % 65_536 == 0 {
+            if replay.next.is_multiple_of(65_536) {
                 progress(replay.next);
             }
         }

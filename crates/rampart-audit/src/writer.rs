@@ -636,6 +636,7 @@ impl State {
         }
         if let Some(pg) = &mut self.pg
             && let Err(e) = pg.insert(rows)
+            && !committed_anyway(pg, seq, &prev)
         {
             // Not committed: the batch is refused as a whole and cut from the file now,
             // so no record exists for a request that was refused.
@@ -667,6 +668,19 @@ impl State {
             self.fault_bytes += self.buf.len() as u64;
         }
         self.file.write_all(&self.buf)
+    }
+}
+
+/// Whether a batch whose commit reported an error is in the database after all (the
+/// commit's answer was lost): its last record is the node's last row, same hash. Without
+/// this the next batch would reuse those seqs and fail on every commit.
+fn committed_anyway(pg: &mut crate::pg::PgSink, next: u64, last: &Hash) -> bool {
+    match pg.head() {
+        Ok((n, Some(h))) if n == next && h == record::hex(last) => {
+            tracing::warn!("audit: a PostgreSQL commit reported an error but the batch is stored");
+            true
+        }
+        _ => false,
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod layer;
 pub mod merkle;
 pub mod note;
+pub mod pg;
 pub mod prove;
 pub mod record;
 pub mod retention;
@@ -123,6 +124,12 @@ pub fn writer_config(dir: PathBuf, a: &rampart_config::raw::AuditSection) -> Wri
     }
     if let Some(s) = a.segment_max_age_s {
         w.segment_max_age = Duration::from_secs(s);
+    }
+    if let (Some(url), Some(node)) = (&a.postgres_url, &a.node_id) {
+        w.postgres = Some(pg::PgSinkConfig {
+            url: url.clone(),
+            node: node.clone(),
+        });
     }
     w
 }

@@ -47,6 +47,8 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// Test-only failure injection.
     pub fault: Option<danger::FaultInjection>,
+    /// The PostgreSQL sink: every batch is committed there too before it is acknowledged.
+    pub postgres: Option<crate::pg::PgSinkConfig>,
 }
 
 impl WriterConfig {
@@ -61,6 +63,7 @@ impl WriterConfig {
             queue_capacity: 65_536,
             max_batch: 4096,
             fault: None,
+            postgres: None,
         }
     }
 }
@@ -125,7 +128,17 @@ impl AuditHandle {
         keyring: Arc<Keyring>,
         metrics: Arc<GatewayMetrics>,
     ) -> Result<(Self, StartReport), AuditError> {
-        let (state, report) = State::recover(cfg, keyring, metrics)?;
+        // Recovery runs on a thread of its own: the PostgreSQL sink drives its own small
+        // runtime, which must not be entered from the caller's async context.
+        let (state, report) = std::thread::scope(|s| {
+            s.spawn(|| State::recover(cfg, keyring, metrics))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(AuditError::Config(
+                        "the audit recovery thread panicked".into(),
+                    ))
+                })
+        })?;
         let (tx, rx) = std::sync::mpsc::sync_channel(state.cfg.queue_capacity);
         let shared = Arc::new(Shared {
             failing: AtomicBool::new(false),
@@ -240,6 +253,9 @@ struct State {
     fault_bytes: u64,
     buf: Vec<u8>,
     ts: String,
+    pg: Option<crate::pg::PgSink>,
+    /// Nothing was written to `file` since its last successful fdatasync.
+    synced: bool,
 }
 
 pub(crate) fn create_dir(dir: &Path) -> std::io::Result<()> {
@@ -292,6 +308,11 @@ impl State {
             Some(p) => (p.below, p.prev, p.range),
             None => (0, GENESIS, CompactRange::new()),
         };
+        let first_retained = next_seq;
+        let mut sync = match &cfg.postgres {
+            Some(p) => Some(PgCatchUp::start(p, first_retained, &prev)?),
+            None => None,
+        };
         let last_idx = segs.len().saturating_sub(1);
         for (i, seg) in segs.iter().enumerate() {
             let mut r = LineReader::open(seg).map_err(|e| io_err(&seg.path, e))?;
@@ -331,11 +352,18 @@ impl State {
                 }
                 prev = p.stated_hash;
                 tree.push(leaf_hash(&line.bytes));
+                if let Some(s) = &mut sync {
+                    s.replayed(&p.record, &line.bytes)?;
+                }
                 next_seq += 1;
                 good_len = line.offset + line.bytes.len() as u64 + 1;
             }
         }
         report.records = next_seq;
+        let pg = match sync {
+            Some(s) => Some(s.finish(next_seq)?),
+            None => None,
+        };
         let mut last_cp_size = 0;
         for (_, e) in segment::read_checkpoints(&dir).map_err(|e| io_err(&dir, e))? {
             if let Ok(e) = e {
@@ -383,6 +411,8 @@ impl State {
                 fault_bytes: 0,
                 buf: Vec::with_capacity(1 << 20),
                 ts: String::with_capacity(32),
+                pg,
+                synced: false,
             },
             report,
         ))
@@ -474,7 +504,12 @@ impl State {
     }
 
     fn write_checkpoint(&mut self, why: &str) -> Result<Option<Checkpoint>, String> {
-        self.file.sync_data().map_err(|e| e.to_string())?;
+        // The records it covers must be on disk first (already so right after a batch's
+        // fdatasync: no second one).
+        if !self.synced {
+            self.file.sync_data().map_err(|e| e.to_string())?;
+            self.synced = true;
+        }
         let cp = Checkpoint {
             origin: self.cfg.origin.clone(),
             size: self.tree.size(),
@@ -493,6 +528,13 @@ impl State {
         };
         append_json_line(&self.cfg.dir.join(segment::CHECKPOINTS), &entry)
             .map_err(|e| e.to_string())?;
+        if let Some(pg) = &mut self.pg
+            && let Err(e) = pg.insert_checkpoint(&entry)
+        {
+            // The records are committed; the checkpoint is in the files. The next one
+            // covers these records in the database too.
+            tracing::error!(error = %e, size = entry.size, "audit: checkpoint not stored in PostgreSQL");
+        }
         write_atomic(&self.cfg.dir.join(segment::LATEST), text.as_bytes())
             .map_err(|e| e.to_string())?;
         self.last_cp_size = cp.size;
@@ -530,7 +572,9 @@ impl State {
                 }
                 self.metrics.audit.written.fetch_add(n, Ordering::Relaxed);
                 // Durable against power loss before the next batch is taken.
-                if let Err(e) = self.file.sync_data() {
+                let synced = self.file.sync_data();
+                self.synced = synced.is_ok();
+                if let Err(e) = synced {
                     tracing::error!(error = %e, "audit: fdatasync failed");
                     self.metrics
                         .audit
@@ -564,18 +608,43 @@ impl State {
         let mut prev = self.prev;
         let mut seq = first;
         let mut leaves = Vec::with_capacity(batch.len());
+        let mut rows = Vec::with_capacity(if self.pg.is_some() { batch.len() } else { 0 });
         for (e, _) in batch {
             self.ts.clear();
             rampart_http::push_rfc3339(&mut self.ts, SystemTime::now());
             let start = self.buf.len();
+            let before = prev;
             prev = record::encode(&mut self.buf, seq, &self.ts, e, &prev);
             let end = self.buf.len().saturating_sub(1);
-            leaves.push(leaf_hash(self.buf.get(start..end).unwrap_or(&[])));
+            let line = self.buf.get(start..end).unwrap_or(&[]);
+            leaves.push(leaf_hash(line));
+            if self.pg.is_some() {
+                rows.push(crate::pg::Row {
+                    seq,
+                    ts: self.ts.clone(),
+                    line: String::from_utf8_lossy(line).into_owned(),
+                    prev: record::hex(&before),
+                    hash: record::hex(&prev),
+                });
+            }
             seq += 1;
         }
+        self.synced = false;
         if let Err(e) = self.write_all() {
             self.dirty = true;
             return Err(e);
+        }
+        if let Some(pg) = &mut self.pg
+            && let Err(e) = pg.insert(rows)
+            && !committed_anyway(pg, seq, &prev)
+        {
+            // Not committed: the batch is refused as a whole and cut from the file now,
+            // so no record exists for a request that was refused.
+            match self.file.set_len(self.seg_len) {
+                Ok(()) => {}
+                Err(_) => self.dirty = true,
+            }
+            return Err(std::io::Error::other(e.to_string()));
         }
         self.seg_len += self.buf.len() as u64;
         self.prev = prev;
@@ -602,6 +671,139 @@ impl State {
     }
 }
 
+/// Whether a batch whose commit reported an error is in the database after all (the
+/// commit's answer was lost): its last record is the node's last row, same hash. Without
+/// this the next batch would reuse those seqs and fail on every commit.
+fn committed_anyway(pg: &mut crate::pg::PgSink, next: u64, last: &Hash) -> bool {
+    match pg.head() {
+        Ok((n, Some(h))) if n == next && h == record::hex(last) => {
+            tracing::warn!("audit: a PostgreSQL commit reported an error but the batch is stored");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Start-up against the PostgreSQL sink: the database's chain for this node must be a
+/// prefix of the files' (same hash where it ends); records the files hold beyond it
+/// (written before a crash, never acknowledged) are inserted.
+struct PgCatchUp {
+    sink: crate::pg::PgSink,
+    /// Next seq the database expects.
+    db_next: u64,
+    db_hash: Option<String>,
+    checked: bool,
+    pending: Vec<crate::pg::Row>,
+    inserted: u64,
+}
+
+const CATCH_UP_BATCH: usize = 4096;
+
+impl PgCatchUp {
+    fn start(
+        cfg: &crate::pg::PgSinkConfig,
+        first_retained: u64,
+        prev_of_first: &Hash,
+    ) -> Result<Self, AuditError> {
+        let pg_err = |e: crate::pg::PgError| AuditError::Config(e.to_string());
+        let mut sink = crate::pg::PgSink::connect(cfg).map_err(pg_err)?;
+        let (db_next, db_hash) = sink.head().map_err(pg_err)?;
+        let broken = |what: String| AuditError::Broken { seq: db_next, what };
+        let mut checked = db_next == 0;
+        if db_next < first_retained {
+            return Err(broken(format!(
+                "the PostgreSQL sink holds node `{}` up to seq {db_next} but the files were pruned below seq {first_retained}: the missing records cannot be inserted",
+                cfg.node
+            )));
+        }
+        if db_next == first_retained && db_next > 0 {
+            // The database ends exactly where the pruned part of the files ended.
+            if db_hash.as_deref() != Some(record::hex(prev_of_first).as_str()) {
+                return Err(broken(format!(
+                    "the PostgreSQL chain of node `{}` does not continue into the files",
+                    cfg.node
+                )));
+            }
+            checked = true;
+        }
+        Ok(Self {
+            sink,
+            db_next,
+            db_hash,
+            checked,
+            pending: Vec::new(),
+            inserted: 0,
+        })
+    }
+
+    fn replayed(&mut self, r: &record::Record, line: &[u8]) -> Result<(), AuditError> {
+        if r.seq + 1 == self.db_next {
+            if self.db_hash.as_deref() != Some(r.hash.as_str()) {
+                return Err(AuditError::Broken {
+                    seq: r.seq,
+                    what: format!(
+                        "the PostgreSQL sink holds a different record at seq {} for node `{}`",
+                        r.seq,
+                        self.sink.node()
+                    ),
+                });
+            }
+            self.checked = true;
+        }
+        if r.seq >= self.db_next {
+            self.pending.push(crate::pg::Row {
+                seq: r.seq,
+                ts: r.ts.clone(),
+                line: String::from_utf8_lossy(line).into_owned(),
+                prev: r.prev.clone(),
+                hash: r.hash.clone(),
+            });
+            if self.pending.len() >= CATCH_UP_BATCH {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AuditError> {
+        let rows = std::mem::take(&mut self.pending);
+        let n = rows.len() as u64;
+        self.sink
+            .insert(rows)
+            .map_err(|e| AuditError::Config(e.to_string()))?;
+        self.inserted += n;
+        Ok(())
+    }
+
+    fn finish(mut self, next_seq: u64) -> Result<crate::pg::PgSink, AuditError> {
+        if self.db_next > next_seq {
+            return Err(AuditError::Broken {
+                seq: next_seq,
+                what: format!(
+                    "the PostgreSQL sink holds {} records for node `{}` but the files only {next_seq} (another gateway with this node_id, or lost files)",
+                    self.db_next,
+                    self.sink.node()
+                ),
+            });
+        }
+        if !self.checked {
+            return Err(AuditError::Broken {
+                seq: self.db_next.saturating_sub(1),
+                what: "the PostgreSQL chain could not be matched to the files".into(),
+            });
+        }
+        self.flush()?;
+        if self.inserted > 0 {
+            tracing::warn!(
+                node = %self.sink.node(),
+                records = self.inserted,
+                "audit: inserted records into PostgreSQL that were written to the files before a crash"
+            );
+        }
+        Ok(self.sink)
+    }
+}
+
 pub(crate) fn now_rfc3339() -> String {
     let mut s = String::with_capacity(32);
     rampart_http::push_rfc3339(&mut s, SystemTime::now());
@@ -616,7 +818,12 @@ pub(crate) fn append_json_line<T: serde::Serialize>(path: &Path, v: &T) -> std::
         .create(true)
         .mode(0o640)
         .open(path)?;
-    f.write_all(&line)?;
+    let len = f.metadata()?.len();
+    if let Err(e) = f.write_all(&line) {
+        // A partial line (disk full) would break every later one: cut it.
+        let _ = f.set_len(len);
+        return Err(e);
+    }
     f.sync_data()
 }
 

@@ -194,6 +194,11 @@ pub struct AuditSection {
     pub write_timeout_ms: Option<u64>,
     /// HMAC key for keyed pseudonymization of `subject` and `client_ip`.
     pub pseudonymize_key: Option<Secret>,
+    /// The PostgreSQL sink (`postgres://…`, `env:NAME` or `file:PATH`), resolved; the URL
+    /// may carry a password. Always redacted in `Debug`.
+    pub postgres_url: Option<Secret>,
+    /// This gateway's chain in the PostgreSQL sink (required with `postgres_url`).
+    pub node_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -699,6 +704,8 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
             "segment_max_age_s",
             "write_timeout_ms",
             "pseudonymize_key",
+            "postgres_url",
+            "node_id",
         ],
     )?;
     let mut a = AuditSection {
@@ -747,6 +754,7 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
             a.dir = Some(s);
         }
     }
+    audit_postgres(cx, &t, &mut a);
     if let Some(list) = cx.opt_str_list(&t, "redact_query_params") {
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
@@ -841,6 +849,69 @@ fn crypto(cx: &mut Cx<'_>, item: &Item) -> Option<CryptoSection> {
 }
 
 const STORE_SCHEMES: &[&str] = &["sqlite://", "postgres://", "postgresql://"];
+
+/// `audit.postgres_url` and `audit.node_id`: the URL literally or as a reference, and a
+/// node id that names one chain (required with the URL: two gateways must never share a
+/// chain, so no default such as the host name is guessed).
+fn audit_postgres(cx: &mut Cx<'_>, t: &Tbl<'_>, a: &mut AuditSection) {
+    const PG: [&str; 2] = ["postgres://", "postgresql://"];
+    if let Some(i) = t.get("postgres_url")
+        && let Some(s) = cx.str_of(i, "audit.postgres_url")
+    {
+        if s.starts_with("env:") || s.starts_with("file:") {
+            if let Some(sec) = cx.opt_secret(t, "postgres_url", false) {
+                let v = sec.expose_str().unwrap_or("");
+                if PG.iter().any(|p| v.starts_with(p)) {
+                    a.postgres_url = Some(sec);
+                } else {
+                    cx.error(
+                        i,
+                        "audit.postgres_url",
+                        format!("{} must hold a URL starting with postgres://", sec.source()),
+                    );
+                }
+            }
+        } else if PG.iter().any(|p| s.starts_with(p)) {
+            a.postgres_url = Some(Secret::with_source(s.into_bytes(), "literal"));
+        } else {
+            cx.error(
+                i,
+                "audit.postgres_url",
+                "must start with postgres:// (or be env:NAME / file:PATH)",
+            );
+        }
+    }
+    if let Some(i) = t.get("node_id")
+        && let Some(s) = cx.str_of(i, "audit.node_id")
+    {
+        if valid_node_id(&s) {
+            a.node_id = Some(s);
+        } else {
+            cx.error(
+                i,
+                "audit.node_id",
+                format!("`{s}` must be 1 to 64 characters of A-Z a-z 0-9 . _ -"),
+            );
+        }
+    }
+    if a.postgres_url.is_some()
+        && a.node_id.is_none()
+        && let Some(i) = t.get("postgres_url")
+    {
+        cx.error(
+            i,
+            "audit.postgres_url",
+            "needs audit.node_id (one chain per gateway; give each gateway its own)",
+        );
+    }
+}
+
+/// A node id of `audit.node_id`: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_node_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 fn store(cx: &mut Cx<'_>, item: &Item) -> Option<StoreSection> {
     let t = cx.table(item, "store", &["url"])?;

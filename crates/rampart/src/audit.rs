@@ -14,7 +14,7 @@ pub enum AuditCommand {
     /// Replay the chain and the Merkle tree, check every checkpoint signature; name the
     /// first broken record. Exit 1 on any break.
     #[command(
-        after_help = "Examples:\n  rampart audit verify --config /etc/rampart/rampart.toml\n  rampart audit verify /backup/audit --keyring auditor-copy-of-keyring.json\n\nExit status: 0 verified, 1 a break was found, 2 usage or configuration error."
+        after_help = "Examples:\n  rampart audit verify --config /etc/rampart/rampart.toml\n  rampart audit verify /backup/audit --keyring auditor-copy-of-keyring.json\n  rampart audit verify --postgres env:AUDIT_DB_URL --keyring auditor-copy-of-keyring.json\n  rampart audit verify --postgres --config /etc/rampart/rampart.toml --node gw-1\n\nExit status: 0 verified, 1 a break was found, 2 usage or configuration error."
     )]
     Verify {
         /// The audit directory (default: <data_dir>/<audit.dir> of --config).
@@ -24,6 +24,14 @@ pub enum AuditCommand {
         /// Trusted public keys (default: <data_dir>/keys/keyring.json).
         #[arg(long, value_name = "FILE")]
         keyring: Option<PathBuf>,
+        /// Verify the chains in the PostgreSQL sink instead of the files: `env:NAME`,
+        /// `file:PATH` or a postgres:// URL; alone, audit.postgres_url of --config.
+        #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "", conflicts_with = "path")]
+        postgres: Option<String>,
+        /// The node whose chain to verify (default: audit.node_id of --config with
+        /// --postgres alone, else every node in the database).
+        #[arg(long, value_name = "ID", requires = "postgres")]
+        node: Option<String>,
     },
     /// Print the last records; with -f keep following new ones.
     #[command(after_help = "Example:\n  rampart audit tail -f --config /etc/rampart/rampart.toml")]
@@ -73,6 +81,18 @@ pub fn run(cmd: AuditCommand) -> u8 {
             path,
             config,
             keyring,
+            postgres: Some(url),
+            node,
+        } => {
+            let _ = path;
+            verify_postgres(&url, &config, keyring, node)
+        }
+        AuditCommand::Verify {
+            path,
+            config,
+            keyring,
+            postgres: None,
+            node: _,
         } => verify(path, &config, keyring),
         AuditCommand::Tail {
             path,
@@ -151,15 +171,7 @@ fn verify(path: Option<PathBuf>, config: &[PathBuf], keyring: Option<PathBuf>) -
                 "ok: {} records (seq {}..={last}) in {} segment(s), {} checkpoint(s) verified",
                 r.records, r.first_seq, r.segments, r.checkpoints
             );
-            if let Some((size, key, fp)) = r.latest {
-                println!("latest checkpoint: size {size}, signed by {key} ({fp})");
-            }
-            if r.uncovered > 0 {
-                println!(
-                    "note: {} record(s) after the latest checkpoint are chained but not yet signed",
-                    r.uncovered
-                );
-            }
+            print_report(&r);
             Ok(0)
         }
         Err(b) => {
@@ -167,6 +179,103 @@ fn verify(path: Option<PathBuf>, config: &[PathBuf], keyring: Option<PathBuf>) -
             Ok(1)
         }
     }
+}
+
+fn print_report(r: &rampart_audit::verify::Report) {
+    if let Some((size, key, fp)) = &r.latest {
+        println!("latest checkpoint: size {size}, signed by {key} ({fp})");
+    }
+    if r.uncovered > 0 {
+        println!(
+            "note: {} record(s) after the latest checkpoint are chained but not yet signed",
+            r.uncovered
+        );
+    }
+}
+
+/// `verify --postgres`: every node's chain (or one) in the PostgreSQL sink.
+fn verify_postgres(
+    url: &str,
+    config: &[PathBuf],
+    keyring: Option<PathBuf>,
+    node: Option<String>,
+) -> Result<u8, u8> {
+    let usage = |m: String| {
+        eprintln!("error: {m}");
+        2
+    };
+    let cfg = if config.is_empty() {
+        None
+    } else {
+        Some(load_config(config)?)
+    };
+    let audit = cfg.as_ref().and_then(|c| c.later.audit.clone());
+    let secret = if url.is_empty() {
+        audit
+            .as_ref()
+            .and_then(|a| a.postgres_url.clone())
+            .ok_or_else(|| usage("--postgres alone takes audit.postgres_url from --config FILE; give one, or --postgres URL".into()))?
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        rampart_config::secret::Secret::with_source(url.as_bytes().to_vec(), "literal")
+    } else {
+        rampart_config::secret::resolve_reference(url)
+            .map_err(|m| usage(format!("--postgres: {m}")))?
+    };
+    let node = match node {
+        Some(n) => Some(n),
+        None if url.is_empty() => audit.as_ref().and_then(|a| a.node_id.clone()),
+        None => None,
+    };
+    if let Some(n) = &node
+        && !rampart_config::raw::valid_node_id(n)
+    {
+        return Err(usage(format!(
+            "--node `{n}`: 1 to 64 characters of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    let keyring = match (keyring, &cfg) {
+        (Some(k), _) => k,
+        (None, Some(c)) => {
+            Paths::from_config(c)
+                .map_err(|e| usage(e.to_string()))?
+                .keyring
+        }
+        (None, None) => return Err(usage("give --keyring FILE (or --config FILE)".into())),
+    };
+    let trusted = TrustedKeys::from_file(&keyring)
+        .map_err(|e| usage(format!("{e} (give --keyring FILE)")))?;
+    let mut db = rampart_audit::pg::PgReader::connect(&secret).map_err(|e| usage(e.to_string()))?;
+    let nodes = match node {
+        Some(n) => vec![n],
+        None => db.nodes().map_err(|e| usage(e.to_string()))?,
+    };
+    if nodes.is_empty() {
+        println!("FAIL: no audit records in the database");
+        return Ok(1);
+    }
+    let mut failed = false;
+    for n in &nodes {
+        match rampart_audit::verify::verify_postgres(&mut db, n, &trusted, &mut |_| {}) {
+            Ok(r) if r.records == 0 && r.checkpoints == 0 => {
+                println!("FAIL: node {n}: no records in the database");
+                failed = true;
+            }
+            Ok(r) => {
+                println!(
+                    "ok: node {n}: {} records (seq 0..={}), {} checkpoint(s) verified",
+                    r.records,
+                    r.records.saturating_sub(1),
+                    r.checkpoints
+                );
+                print_report(&r);
+            }
+            Err(b) => {
+                println!("FAIL: node {n}: {b}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
 }
 
 fn prune(config: &[PathBuf]) -> Result<u8, u8> {

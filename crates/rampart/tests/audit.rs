@@ -525,3 +525,454 @@ fn tail_follows_and_prune_keeps_a_verifiable_log() {
     let v = rampart(&["audit", "verify", "--config"], &s.config);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
+
+/// Runs `sql` with psql as the superuser (or `user`) in schema `schema`; returns
+/// (success, stderr).
+fn psql_as(user: &str, schema: &str, sql: &str) -> (bool, String) {
+    let o = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            user,
+            "-d",
+            "test",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-X",
+            "-q",
+        ])
+        .args(["-c", sql])
+        .env("PGOPTIONS", format!("-c search_path={schema}"))
+        .output()
+        .expect("psql (postgresql-client) is needed for this test");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned() + &String::from_utf8_lossy(&o.stdout),
+    )
+}
+
+/// The rows of a query, one per line, unaligned.
+fn psql_rows(schema: &str, sql: &str) -> String {
+    let o = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-X",
+            "-tA",
+            "-c",
+            sql,
+        ])
+        .env("PGOPTIONS", format!("-c search_path={schema}"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn psql_ok(schema: &str, sql: &str) -> String {
+    let (ok, out) = psql_as("postgres", schema, sql);
+    assert!(ok, "{sql}: {out}");
+    out
+}
+
+/// A schema holding the tables of `deploy/postgres/audit.sql`, run as an administrator
+/// would; dropped at the end.
+struct PgSchema(String);
+
+impl PgSchema {
+    fn create(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("audit_{tag}_{}_{nanos}", std::process::id());
+        psql_ok("public", &format!("CREATE SCHEMA {name}"));
+        let sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/postgres/audit.sql");
+        let o = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-X",
+                "-q",
+                "-f",
+            ])
+            .arg(&sql)
+            .env("PGOPTIONS", format!("-c search_path={name}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Self(name)
+    }
+
+    /// The URL the gateways use: the INSERT/SELECT-only role of the deploy SQL.
+    fn url(&self) -> String {
+        format!(
+            "postgres://rampart_audit@127.0.0.1:5432/test?options=-c%20search_path%3D{}",
+            self.0
+        )
+    }
+
+    fn count(&self, node: &str) -> u64 {
+        psql_rows(
+            &self.0,
+            &format!("SELECT count(*) FROM rampart_audit_records WHERE node = '{node}'"),
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = psql_as(
+            "postgres",
+            "public",
+            &format!("DROP SCHEMA {} CASCADE", self.0),
+        );
+    }
+}
+
+fn pg_setup(name: &str, pg: &PgSchema, node: &str) -> Setup {
+    setup(
+        name,
+        &format!("postgres_url = \"{}\"\nnode_id = \"{node}\"\n", pg.url()),
+    )
+}
+
+/// Two gateways (two nodes) write their chains into one database as the role without
+/// UPDATE or DELETE; each chain verifies from the database; PostgreSQL refuses that role
+/// UPDATE, DELETE and TRUNCATE; a refused commit gives 503 with no record anywhere; rows
+/// lost after the file write are re-inserted at start; a row tampered with by a
+/// superuser is named by its seq.
+#[test]
+fn postgres_sink_two_nodes_append_only_role_and_tamper_named() {
+    let pg = PgSchema::create("sink");
+    let a = pg_setup("pg-a", &pg, "gw-a");
+    let b = pg_setup("pg-b", &pg, "gw-b");
+    let ga = Gateway::spawn(a.dir.clone(), a.config.clone()).unwrap();
+    let gb = Gateway::spawn(b.dir.clone(), b.config.clone()).unwrap();
+    for i in 0..30 {
+        assert_eq!(ga.get(&format!("/status?a={i}")).status, 200);
+        assert_eq!(gb.get(&format!("/status?b={i}")).status, 200);
+    }
+    assert_eq!(pg.count("gw-a"), 30);
+    assert_eq!(pg.count("gw-b"), 30);
+
+    // The role may not rewrite or remove what it wrote: PostgreSQL's privilege check.
+    for sql in [
+        "UPDATE rampart_audit_records SET record = 'x' WHERE node = 'gw-a' AND seq = 3",
+        "DELETE FROM rampart_audit_records WHERE node = 'gw-a' AND seq = 29",
+        "UPDATE rampart_audit_checkpoints SET note = 'x'",
+        "DELETE FROM rampart_audit_checkpoints",
+        "TRUNCATE rampart_audit_records",
+    ] {
+        let (ok, out) = psql_as("rampart_audit", &pg.0, sql);
+        assert!(!ok, "{sql} was allowed");
+        assert!(out.contains("permission denied for table"), "{sql}: {out}");
+    }
+    // It can read (the verifier) and insert (the gateway did).
+    let (ok, out) = psql_as(
+        "rampart_audit",
+        &pg.0,
+        "SELECT count(*) FROM rampart_audit_records",
+    );
+    assert!(ok, "{out}");
+
+    // A commit refused (INSERT taken away): deny answers 503, and the record is in
+    // neither the database nor the files.
+    psql_ok(
+        &pg.0,
+        "REVOKE INSERT ON rampart_audit_records FROM rampart_audit",
+    );
+    let r = ga.get("/status?refused=1");
+    assert_problem(&r, 503);
+    psql_ok(
+        &pg.0,
+        "GRANT INSERT ON rampart_audit_records TO rampart_audit",
+    );
+    assert_eq!(ga.get("/status?a=after").status, 200);
+    assert_eq!(pg.count("gw-a"), 31);
+    assert!(
+        !records(&a.data)
+            .iter()
+            .any(|r| r["path"].as_str().unwrap().contains("refused")),
+        "a refused request left a record in the files"
+    );
+    stop(&ga);
+    stop(&gb);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let verify = |args: &[&str], envs: &[(&str, String)]| {
+        let o = Command::new(bin())
+            .args(["audit", "verify"])
+            .args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let cfg_a = a.config.to_str().unwrap();
+    let cfg_b = b.config.to_str().unwrap();
+    let (code, out) = verify(&["--postgres", "--config", cfg_a], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("node gw-a: 31 records"), "{out}");
+    assert!(out.contains("latest checkpoint: size 31"), "{out}");
+    let (code, out) = verify(&["--postgres", "--config", cfg_b], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("node gw-b: 30 records"), "{out}");
+    // An auditor's form: URL from the environment, the node named, their keyring.
+    let ring_b = b.data.join("keys/keyring.json");
+    let (code, out) = verify(
+        &[
+            "--postgres",
+            "env:AUDIT_DB",
+            "--node",
+            "gw-b",
+            "--keyring",
+            ring_b.to_str().unwrap(),
+        ],
+        &[("AUDIT_DB", pg.url())],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        !out.contains("rampart_audit@"),
+        "the URL was printed: {out}"
+    );
+    // The database holds exactly the lines of the files.
+    let files_b: Vec<String> = records(&b.data)
+        .iter()
+        .map(|r| r["hash"].as_str().unwrap().to_owned())
+        .collect();
+    let db_b = psql_rows(
+        &pg.0,
+        "SELECT hash FROM rampart_audit_records WHERE node = 'gw-b' ORDER BY seq",
+    );
+    let db_b: Vec<String> = db_b.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(files_b, db_b);
+
+    // Rows lost between the file write and the commit (a crash; simulated by a
+    // superuser) are inserted again from the files at the next start.
+    psql_ok(
+        &pg.0,
+        "SET session_replication_role = replica; DELETE FROM rampart_audit_records WHERE node = 'gw-b' AND seq >= 20",
+    );
+    let gb = Gateway::spawn(b.dir.clone(), b.config.clone()).unwrap();
+    assert!(
+        gb.wait_log("inserted records into PostgreSQL", Duration::from_secs(10)),
+        "{}",
+        gb.logs()
+    );
+    assert_eq!(gb.get("/status?b=again").status, 200);
+    stop(&gb);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pg.count("gw-b"), 31);
+    let (code, out) = verify(&["--postgres", "--config", cfg_b], &[]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // A superuser edits one row of gw-a: verify names its seq; gw-b still verifies.
+    psql_ok(
+        &pg.0,
+        "SET session_replication_role = replica; UPDATE rampart_audit_records SET record = replace(record, '\"status\":200', '\"status\":403') WHERE node = 'gw-a' AND seq = 5",
+    );
+    let (code, out) = verify(&["--postgres", "--config", cfg_a], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL: node gw-a: seq 5:"), "{out}");
+    // Every node at once (no --node, no config): gw-a fails, gw-b passes.
+    let ring_a = a.data.join("keys/keyring.json");
+    let (code, out) = verify(
+        &[
+            "--postgres",
+            &pg.url(),
+            "--keyring",
+            ring_a.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL: node gw-a: seq 5:"), "{out}");
+    // The files of gw-a were not touched: they still verify.
+    let v = rampart(&["audit", "verify", "--config"], &a.config);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    // A second gateway given gw-a's node id (fresh files, 31 rows in the database)
+    // refuses to start rather than fork the chain.
+    let c = pg_setup("pg-c", &pg, "gw-a");
+    let e = Gateway::spawn(c.dir.clone(), c.config.clone())
+        .err()
+        .expect("a gateway reusing another's node_id started");
+    assert!(e.contains("node `gw-a`"), "{e}");
+    drop(gb);
+}
+
+/// A tmpfs of `kib` KiB mounted on `dir` (created 0750) for the test's duration: a real
+/// ENOSPC. The tests run as root (CI too); a failed mount fails the test.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, kib: u64) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0750"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "mount -t tmpfs (needs root, as in CI): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Self(dir.to_owned())
+    }
+
+    fn resize(&self, kib: u64) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k"), "tmpfs"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+fn metric(g: &Gateway, name: &str) -> u64 {
+    let m = g.admin_get("/metrics").text();
+    m.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{m}")) as u64
+}
+
+/// The audit directory on a full file system (a 64 KiB tmpfs) with `on_failure =
+/// "deny"`: once it fills, requests get 503 `audit_unavailable`; every 200 has its
+/// record (counted by request id) and every 503 has none; when space returns, requests
+/// pass again and the log verifies with exactly the served requests' records.
+#[test]
+fn disk_full_with_deny_gives_503_and_no_response_without_its_record() {
+    let s = setup(
+        "diskfull-deny",
+        "on_failure = \"deny\"\nwrite_timeout_ms = 2000\n",
+    );
+    let fs = Tmpfs::mount(&s.data.join("audit"), 64);
+    let g = Gateway::spawn(s.dir.clone(), s.config.clone()).unwrap();
+    let (mut ok, mut refused) = (Vec::new(), Vec::new());
+    for i in 0..600 {
+        let r = g.get(&format!("/status?n={i}"));
+        let id = r.header("x-request-id").unwrap().to_owned();
+        match r.status {
+            200 => ok.push(id),
+            503 => {
+                assert_eq!(assert_problem(&r, 503)["code"], "audit_unavailable");
+                refused.push(id);
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    eprintln!(
+        "disk full (deny): {} served, {} refused",
+        ok.len(),
+        refused.len()
+    );
+    assert!(
+        ok.len() > 20,
+        "the tmpfs filled before any record: {}",
+        ok.len()
+    );
+    assert!(
+        refused.len() > 100,
+        "the disk never filled: {} refused",
+        refused.len()
+    );
+    let h = g.admin_get("/healthz").text();
+    assert!(h.contains("audit_write_failing"), "{h}");
+    assert!(metric(&g, "rampart_audit_denied_total") >= refused.len() as u64);
+
+    // Space returns: served again, and the records are exactly those of the 200s.
+    fs.resize(4096);
+    let mut after = 0;
+    for i in 0..20 {
+        let r = g.get(&format!("/status?after={i}"));
+        if r.status == 200 {
+            after += 1;
+            ok.push(r.header("x-request-id").unwrap().to_owned());
+        }
+    }
+    assert_eq!(after, 20, "{}", g.logs());
+    stop(&g);
+    std::thread::sleep(Duration::from_millis(300));
+    let ids: Vec<String> = records(&s.data)
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let written: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+    let missing: Vec<&String> = ok
+        .iter()
+        .filter(|id| !written.contains(id.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "200s without a record: {missing:?}");
+    let leaked: Vec<&String> = refused
+        .iter()
+        .filter(|id| written.contains(id.as_str()))
+        .collect();
+    assert!(leaked.is_empty(), "503s with a record: {leaked:?}");
+    assert_eq!(ids.len(), ok.len(), "records != served requests");
+    let v = rampart(&["audit", "verify", "--config"], &s.config);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    drop(fs);
+}
+
+/// The same full disk with `on_failure = "allow"`: requests are served, counted in
+/// `rampart_audit_unaudited_total`, and `/healthz` carries the `warn` reason
+/// `audit_write_failing`.
+#[test]
+fn disk_full_with_allow_serves_and_raises_a_warning() {
+    let s = setup("diskfull-allow", "on_failure = \"allow\"\n");
+    let _fs = Tmpfs::mount(&s.data.join("audit"), 64);
+    let g = Gateway::spawn(s.dir.clone(), s.config.clone()).unwrap();
+    for i in 0..400 {
+        assert_eq!(g.get(&format!("/status?n={i}")).status, 200);
+    }
+    let unaudited = metric(&g, "rampart_audit_unaudited_total");
+    assert!(unaudited > 100, "unaudited {unaudited}");
+    let h: serde_json::Value = g.admin_get("/healthz").json();
+    let reason = h["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "audit_write_failing")
+        .unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(reason["severity"], "warn", "{h}");
+    let written = records(&s.data).len() as u64;
+    assert_eq!(
+        written + unaudited,
+        400,
+        "every request is either recorded or counted"
+    );
+    g.signal(rustix::process::Signal::TERM);
+}

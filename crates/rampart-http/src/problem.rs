@@ -248,6 +248,31 @@ impl Reject {
         }
     }
 
+    /// The pipeline stage (DESIGN.md §1) that refused: a fixed name the status page
+    /// groups refusals by.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Self::BadHost | Self::HostMismatch => "host",
+            Self::Path(_) | Self::Fragment | Self::PathParam | Self::Wildcard | Self::BadTarget => {
+                "path"
+            }
+            Self::NotFound | Self::MethodNotAllowed(_) => "route",
+            Self::HeadersTooLarge
+            | Self::Protocol(_)
+            | Self::ClientBodyTimeout
+            | Self::BadRequestBody
+            | Self::ClientAbort
+            | Self::Unavailable => "limits",
+            Self::PayloadTooLarge => "body_limit",
+            Self::Unauthenticated(_) | Self::AuthUnavailable(_) => "authenticate",
+            Self::TooManyRequests { .. } | Self::RateLimitUnavailable => "rate_limit",
+            Self::Forbidden(_) => "authorize",
+            Self::BadGateway | Self::GatewayTimeout | Self::UpstreamBusy => "forward",
+            Self::AuditUnavailable => "audit",
+            Self::Internal => "internal",
+        }
+    }
+
     /// The reason metrics, the access log and the audit record carry: the code, except
     /// for authentication failures, whose precise reason only operators see.
     pub fn reason(&self) -> &'static str {
@@ -405,6 +430,7 @@ impl Reject {
             decision: Decision::Deny,
             reason: self.reason(),
         });
+        resp.extensions_mut().insert(crate::RefusedAt(self.stage()));
         resp
     }
 }

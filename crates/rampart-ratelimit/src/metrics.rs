@@ -54,6 +54,37 @@ impl RateLimitMetrics {
         self.backend_up.store(v, Ordering::Relaxed);
     }
 
+    /// Every tier's counters, indexed like [`DECISIONS`] (status page).
+    pub fn snapshot(&self) -> Vec<(String, [u64; 3])> {
+        self.tiers
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(t, c)| {
+                        let [a, d, e] = &**c;
+                        (
+                            t.clone(),
+                            [
+                                a.load(Ordering::Relaxed),
+                                d.load(Ordering::Relaxed),
+                                e.load(Ordering::Relaxed),
+                            ],
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the remote backend answered the last attempt (`None`: no remote backend).
+    pub fn backend_up(&self) -> Option<bool> {
+        match self.backend_up.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
     /// The count for `(tier, decision)` (tests, status page).
     pub fn get(&self, tier: &str, decision: &str) -> u64 {
         let i = DECISIONS.iter().position(|d| *d == decision);

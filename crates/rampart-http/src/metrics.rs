@@ -249,10 +249,8 @@ impl GatewayMetrics {
                     .collect()
             })
             .unwrap_or_default();
-        let mut out: Vec<RouteSnapshot> = routes
-            .into_iter()
-            .map(|(id, s)| s.snapshot(id))
-            .collect();
+        let mut out: Vec<RouteSnapshot> =
+            routes.into_iter().map(|(id, s)| s.snapshot(id)).collect();
         out.push(self.unmatched.snapshot(Arc::from(UNMATCHED)));
         out
     }

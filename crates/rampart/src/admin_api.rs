@@ -222,4 +222,15 @@ impl AdminApi for Api {
         let this = Arc::clone(&self.0);
         Box::pin(async move { this.handle(req, peer).await })
     }
+
+    /// The status page: the same caller rule as every `/admin/*` endpoint.
+    fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<(), Box<AdminResponse>> {
+        let mut req = Request::new(Bytes::new());
+        *req.headers_mut() = headers.clone();
+        self.0.caller(&req, peer).map(|_| ())
+    }
 }

@@ -413,6 +413,7 @@ pub fn render_html(s: &Status) -> String {
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width, initial-scale=1\">\
          <title>rampart status</title><link rel=stylesheet href=\"/status.css\">\
+         <link rel=icon href=\"/status.svg\" type=\"image/svg+xml\">\
          <script src=\"/status.js\" defer></script></head><body>",
     );
     let degraded = s.health.status != "ok";
@@ -722,6 +723,12 @@ setInterval(function () {\n\
   if (box && box.checked && !document.hidden) { location.reload(); }\n\
 }, 10000);\n";
 
+/// The page's icon (served at `/status.svg`, so the browser does not ask for a missing
+/// `/favicon.ico`).
+pub const STATUS_SVG: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+<rect x=\"1\" y=\"5\" width=\"14\" height=\"10\" fill=\"#1a7f37\"/>\
+<path d=\"M1 5V1h3v2h2V1h4v2h2V1h3v4z\" fill=\"#1a7f37\"/></svg>\n";
+
 /// Adds the security headers every status-page answer carries.
 fn page_headers(r: &mut Response<Full<Bytes>>, content_type: &'static str) {
     let h = r.headers_mut();
@@ -759,7 +766,8 @@ fn page(
 }
 
 /// What the status endpoints answer once access is granted: `/` (HTML),
-/// `/admin/status.json`, `/status.css`, `/status.js`. `None` for other paths.
+/// `/admin/status.json`, `/status.css`, `/status.js`, `/status.svg`. `None` for other
+/// paths.
 pub fn status_response(state: &AdminState, path: &str) -> Option<crate::AdminResponse> {
     match path {
         "/" => Some(page(
@@ -776,6 +784,11 @@ pub fn status_response(state: &AdminState, path: &str) -> Option<crate::AdminRes
             StatusCode::OK,
             "text/css; charset=utf-8",
             Bytes::from_static(STATUS_CSS.as_bytes()),
+        )),
+        "/status.svg" => Some(page(
+            StatusCode::OK,
+            "image/svg+xml",
+            Bytes::from_static(STATUS_SVG.as_bytes()),
         )),
         "/status.js" => Some(page(
             StatusCode::OK,

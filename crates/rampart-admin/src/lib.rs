@@ -1,5 +1,7 @@
-//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`, and
-//! `/.well-known/jwks.json` (public signing keys) when the binary opened a keyring.
+//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`,
+//! `/.well-known/jwks.json` (public signing keys) when the binary opened a keyring, and
+//! the operator status page `/` with its JSON twin `/admin/status.json` (see [`status`];
+//! the `/admin/*` access rule, or loopback peers only without admin authentication).
 //!
 //! Guards against: a load balancer keeping a draining or degraded gateway in rotation
 //! (`/healthz` turns 503 on any `warn` reason), operators guessing which build runs

@@ -146,3 +146,31 @@ fn encode_tiers(m: &BTreeMap<String, Arc<TierCounters>>, out: &mut String) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lists_every_tier_with_its_counters() {
+        let m = RateLimitMetrics::default();
+        assert!(m.snapshot().is_empty());
+        assert_eq!(m.backend_up(), None);
+        let heavy = m.tier("heavy");
+        heavy[0].fetch_add(3, Ordering::Relaxed);
+        heavy[1].fetch_add(1, Ordering::Relaxed);
+        m.tier("default")[2].fetch_add(2, Ordering::Relaxed);
+        m.set_backend_up(Some(false));
+        assert_eq!(
+            m.snapshot(),
+            vec![
+                ("default".to_owned(), [0, 0, 2]),
+                ("heavy".to_owned(), [3, 1, 0])
+            ]
+        );
+        assert_eq!(m.backend_up(), Some(false));
+        m.set_backend_up(Some(true));
+        assert_eq!(m.backend_up(), Some(true));
+    }
+}

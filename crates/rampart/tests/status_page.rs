@@ -90,7 +90,8 @@ fn status_json_and_page_show_traffic_and_refusals() {
     assert_eq!(gw.admin_get("/status.css").status, 200);
 }
 
-/// With a credential store the admin API exists, and the page follows its rule.
+/// With a credential store the admin API exists, and the page follows its rule; with
+/// audit, signing and rate limits configured their sections fill in.
 #[test]
 fn with_admin_authentication_the_page_needs_the_admin_scope() {
     let up = Upstream::start();
@@ -112,11 +113,19 @@ fn with_admin_authentication_the_page_needs_the_admin_scope() {
         ),
     ) + &format!(
         "[auth]\nmodes = [\"jwt\"]\n[auth.jwt]\nissuer = \"rampart-dev\"\naudience = [\"rampart\"]\n\
-         hs256_secret = \"file:{0}/jwt\"\nallowed_algs = [\"HS256\"]\n",
+         hs256_secret = \"file:{0}/jwt\"\nallowed_algs = [\"HS256\"]\n\
+         [audit]\ncheckpoint_every_records = 1\n[signing]\nprovider = \"file\"\nkey_id = \"audit-1\"\n\
+         [rate_limit]\nbackend = \"memory\"\ntiers.default = {{ per_minute = 600, burst = 100 }}\n",
         dir.display()
     );
     let path = dir.join("rampart.toml");
     std::fs::write(&path, &cfg).unwrap();
+    let o = Command::new(bin())
+        .args(["keys", "generate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let gw = Gateway::spawn(dir.clone(), path.clone()).unwrap();
     let mint = |scopes: &str| {
         let o = Command::new(bin())
@@ -146,10 +155,58 @@ fn with_admin_authentication_the_page_needs_the_admin_scope() {
         assert_eq!(get(p, Some(&mint("jobs"))).status, 403, "{p}");
         assert_eq!(get(p, Some(&mint("admin"))).status, 200, "{p}");
     }
-    let v = get("/admin/status.json", Some(&mint("admin"))).json();
+    // Traffic the sections count: an allowed request (rate-limited tier `default`).
+    let user = mint("jobs");
+    let r = raw(
+        gw.addr,
+        &format!(
+            "GET /private HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {user}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let admin = mint("admin");
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        v = get("/admin/status.json", Some(&admin)).json();
+        if v["audit"]["checkpoint_size"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(v["revocations"]["configured"], true);
+    assert_eq!(v["revocations"]["entries"], 0);
     assert_eq!(v["jwks"]["configured"], true);
     assert_eq!(v["jwks"]["source"], "static");
+    // Audit: every public-listener request above has its record; the head is a hash.
+    let audit = &v["audit"];
+    assert_eq!(audit["configured"], true);
+    assert!(audit["records"].as_u64().unwrap() >= 1, "{audit}");
+    assert!(audit["checkpoint_size"].as_u64().unwrap() >= 1, "{audit}");
+    assert!(audit["checkpoint_ts"].is_string(), "{audit}");
+    let head = audit["head_hash"].as_str().unwrap();
+    assert!(head.len() == 64 && head != "0".repeat(64), "{head}");
+    assert_eq!(audit["failing"], false);
+    // Signing: the key `rampart keys generate` made, by fingerprint.
+    let keys = v["signing"]["keys"].as_array().unwrap();
+    assert_eq!(v["signing"]["active_key_id"], "audit-1");
+    assert_eq!(keys[0]["status"], "active");
+    assert!(
+        keys[0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    assert!(keys[0]["age_s"].as_u64().unwrap() < 600);
+    // Rate limits: the tier with its limit and the allowed decision.
+    let tiers = v["rate_limit"]["tiers"].as_array().unwrap();
+    let default = tiers.iter().find(|t| t["tier"] == "default").unwrap();
+    assert_eq!(default["per_minute"], 600);
+    assert_eq!(default["allowed"], 1, "{default}");
+    assert_eq!(v["rate_limit"]["backend"], "memory");
+    // Nothing secret: the JWT secret and the key material are not on the page.
+    let html = get("/", Some(&admin)).text();
+    assert!(!html.contains("status-page-hs256-secret"));
+    assert!(html.contains(keys[0]["fingerprint"].as_str().unwrap()));
     // The stylesheet holds no data.
     assert_eq!(get("/status.css", None).status, 200);
 }

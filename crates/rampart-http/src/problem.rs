@@ -266,6 +266,8 @@ impl Reject {
             Self::PayloadTooLarge => "body_limit",
             Self::Unauthenticated(_) | Self::AuthUnavailable(_) => "authenticate",
             Self::TooManyRequests { .. } | Self::RateLimitUnavailable => "rate_limit",
+            Self::Forbidden(r) if r.starts_with("cors_") => "cors",
+            Self::Forbidden(r) if r.starts_with("csrf_") => "csrf",
             Self::Forbidden(_) => "authorize",
             Self::BadGateway | Self::GatewayTimeout | Self::UpstreamBusy => "forward",
             Self::AuditUnavailable => "audit",
@@ -471,6 +473,34 @@ pub fn push_json_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn refusals_name_their_stage() {
+        for (reject, stage) in [
+            (Reject::BadHost, "host"),
+            (Reject::NotFound, "route"),
+            (
+                Reject::Unauthenticated(AuthFailure {
+                    reason: "expired",
+                    challenge: Challenge::InvalidToken,
+                }),
+                "authenticate",
+            ),
+            (Reject::Forbidden("missing_scope"), "authorize"),
+            (Reject::Forbidden("cors_origin"), "cors"),
+            (Reject::Forbidden("csrf_mismatch"), "csrf"),
+            (Reject::TooManyRequests { retry_after_s: 1 }, "rate_limit"),
+            (Reject::PayloadTooLarge, "body_limit"),
+            (Reject::AuditUnavailable, "audit"),
+        ] {
+            assert_eq!(reject.stage(), stage);
+            let resp = reject.into_response(None);
+            assert_eq!(
+                resp.extensions().get::<crate::RefusedAt>(),
+                Some(&crate::RefusedAt(stage))
+            );
+        }
+    }
 
     #[tokio::test]
     async fn problem_document_shape() {

@@ -1,5 +1,7 @@
-//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`, and
-//! `/.well-known/jwks.json` (public signing keys) when the binary opened a keyring.
+//! The admin listener (DESIGN.md §5): `/live`, `/healthz`, `/metrics`, `/version`,
+//! `/.well-known/jwks.json` (public signing keys) when the binary opened a keyring, and
+//! the operator status page `/` with its JSON twin `/admin/status.json` (see [`status`];
+//! the `/admin/*` access rule, or loopback peers only without admin authentication).
 //!
 //! Guards against: a load balancer keeping a draining or degraded gateway in rotation
 //! (`/healthz` turns 503 on any `warn` reason), operators guessing which build runs
@@ -7,6 +9,7 @@
 //! operators (it defaults to loopback; the `/admin/*` API of later issues adds auth).
 
 mod process;
+pub mod status;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -27,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use rampart_http::health::{HealthProbe, MetricsSource, Reason, Severity};
+pub use status::{Status, StatusSource};
 
 /// What `/healthz` reports: reasons derived from the configuration (replaced on every
 /// reload), the draining flag, and live probes.
@@ -105,6 +109,9 @@ pub struct AdminState {
     /// `GET /.well-known/jwks.json`: the public keys of the signing keyring (RFC 7517),
     /// when one is open. Public keys only, so no authentication.
     pub jwks: Option<String>,
+    /// Sections of the status page (`/`, `/admin/status.json`) beyond the admin state's
+    /// own (build, health, routes, refusals, connections).
+    pub status: Vec<Arc<dyn StatusSource>>,
 }
 
 /// A response of the admin listener.
@@ -118,6 +125,68 @@ pub trait AdminApi: Send + Sync + 'static {
         req: Request<Bytes>,
         peer: std::net::SocketAddr,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AdminResponse> + Send>>;
+
+    /// Whether the caller (its request headers and peer) may read the status page: the
+    /// same rule as `/admin/*`. The default refuses (fail closed).
+    fn authorize(
+        &self,
+        _headers: &http::HeaderMap,
+        _peer: std::net::SocketAddr,
+    ) -> Result<(), Box<AdminResponse>> {
+        Err(Box::new(admin_problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "The admin scope is required.",
+        )))
+    }
+}
+
+/// Who may read the status page: with an admin API, whoever it lets in (the admin scope);
+/// without one (no admin authentication configured), loopback peers only.
+pub fn status_access(
+    state: &AdminState,
+    headers: &http::HeaderMap,
+    peer: std::net::SocketAddr,
+) -> Result<(), Box<AdminResponse>> {
+    if let Some(api) = &state.api {
+        return api.authorize(headers, peer);
+    }
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        Ok(())
+    } else {
+        Err(Box::new(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Without admin authentication the status page is served to loopback peers only.",
+        )))
+    }
+}
+
+/// Answers one admin request that is not for the `/admin/*` API, with the peer's address
+/// for the status page's access rule.
+pub fn handle_from<B>(
+    state: &AdminState,
+    req: &Request<B>,
+    peer: std::net::SocketAddr,
+) -> AdminResp {
+    let path = req.uri().path();
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        if status::needs_access(path)
+            && let Err(r) = status_access(state, req.headers(), peer)
+        {
+            return *r;
+        }
+        if let Some(r) = status::status_response(state, path) {
+            return r;
+        }
+    }
+    handle(state, req)
 }
 
 /// Largest request body the admin API reads.
@@ -324,12 +393,12 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = Arc::clone(&state);
                 async move {
-                    let api = state
-                        .api
-                        .as_ref()
-                        .filter(|_| req.uri().path().starts_with("/admin/"));
+                    let api = state.api.as_ref().filter(|_| {
+                        let p = req.uri().path();
+                        p.starts_with("/admin/") && !status::needs_access(p)
+                    });
                     let Some(api) = api else {
-                        return Ok::<_, Infallible>(handle(&state, &req));
+                        return Ok::<_, Infallible>(handle_from(&state, &req, peer));
                     };
                     let (parts, body) = req.into_parts();
                     let body = match http_body_util::Limited::new(body, MAX_ADMIN_BODY)
@@ -378,6 +447,7 @@ mod tests {
             sources: Vec::new(),
             api: None,
             jwks: None,
+            status: Vec::new(),
         }
     }
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 pub use layer::{Audit, AuditLayer, LayerSettings};
 pub use record::{Entry, Record};
-pub use writer::{AppendError, AuditHandle, StartReport, WriterConfig};
+pub use writer::{AppendError, AuditHandle, AuditStatus, StartReport, WriterConfig};
 
 /// Settings that make failures happen on purpose, for tests. Never set from
 /// configuration.

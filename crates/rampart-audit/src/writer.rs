@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -95,6 +95,39 @@ struct Shared {
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
     join: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The chain head and last checkpoint as the writer thread last published them.
+    head: Mutex<Head>,
+    /// Records queued and records the writer took off the queue: their difference is
+    /// the queue depth.
+    submitted: AtomicU64,
+    taken: AtomicU64,
+    queue_capacity: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Head {
+    records: u64,
+    hash: Hash,
+    checkpoint_size: u64,
+    checkpoint_ts: Option<String>,
+}
+
+/// What the status page shows of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditStatus {
+    /// Records in the chain (the next record's `seq`).
+    pub records: u64,
+    /// `hash` of the last record (hex; the genesis value before the first record).
+    pub head_hash: String,
+    /// Records covered by the last signed checkpoint.
+    pub checkpoint_size: u64,
+    /// When the last checkpoint was signed (RFC 3339), if one is known.
+    pub checkpoint_ts: Option<String>,
+    /// Records waiting for the writer thread.
+    pub queue_depth: u64,
+    pub queue_capacity: usize,
+    pub failing: bool,
+    pub last_error: Option<String>,
 }
 
 /// A cheap handle to the writer thread (clone it into every pipeline).
@@ -144,6 +177,10 @@ impl AuditHandle {
             failing: AtomicBool::new(false),
             last_error: Mutex::new(None),
             join: Mutex::new(None),
+            head: Mutex::new(state.head()),
+            submitted: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            queue_capacity: state.cfg.queue_capacity,
         });
         let s2 = Arc::clone(&shared);
         let join = std::thread::Builder::new()
@@ -168,7 +205,10 @@ impl AuditHandle {
     ) -> Result<oneshot::Receiver<Result<u64, AppendError>>, (Entry, AppendError)> {
         let (ack, rx) = oneshot::channel();
         match self.tx.try_send(Msg::Record(e, ack)) {
-            Ok(()) => Ok(rx),
+            Ok(()) => {
+                self.shared.submitted.fetch_add(1, Ordering::Relaxed);
+                Ok(rx)
+            }
             Err(TrySendError::Full(Msg::Record(e, _))) => Err((e, AppendError::QueueFull)),
             Err(TrySendError::Disconnected(Msg::Record(e, _))) => Err((e, AppendError::Closed)),
             Err(_) => Err((Entry::default(), AppendError::Closed)),
@@ -206,6 +246,28 @@ impl AuditHandle {
 
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Chain head, last checkpoint and queue depth (status page).
+    pub fn status(&self) -> AuditStatus {
+        let head = self
+            .shared
+            .head
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        let submitted = self.shared.submitted.load(Ordering::Relaxed);
+        let taken = self.shared.taken.load(Ordering::Relaxed);
+        AuditStatus {
+            records: head.records,
+            head_hash: record::hex(&head.hash),
+            checkpoint_size: head.checkpoint_size,
+            checkpoint_ts: head.checkpoint_ts,
+            queue_depth: submitted.saturating_sub(taken),
+            queue_capacity: self.shared.queue_capacity,
+            failing: self.is_failing(),
+            last_error: self.last_error(),
+        }
     }
 
     /// Signs a checkpoint now (if records arrived since the last one).
@@ -250,6 +312,8 @@ struct State {
     tree: CompactRange,
     last_cp_size: u64,
     last_cp_at: Instant,
+    /// `ts` of the last checkpoint entry (status page).
+    last_cp_ts: Option<String>,
     fault_bytes: u64,
     buf: Vec<u8>,
     ts: String,
@@ -365,9 +429,13 @@ impl State {
             None => None,
         };
         let mut last_cp_size = 0;
+        let mut last_cp_ts = None;
         for (_, e) in segment::read_checkpoints(&dir).map_err(|e| io_err(&dir, e))? {
-            if let Ok(e) = e {
-                last_cp_size = last_cp_size.max(e.size);
+            if let Ok(e) = e
+                && e.size >= last_cp_size
+            {
+                last_cp_size = e.size;
+                last_cp_ts = Some(e.ts);
             }
         }
         if last_cp_size > next_seq {
@@ -408,6 +476,7 @@ impl State {
                 tree,
                 last_cp_size,
                 last_cp_at: Instant::now(),
+                last_cp_ts,
                 fault_bytes: 0,
                 buf: Vec::with_capacity(1 << 20),
                 ts: String::with_capacity(32),
@@ -416,6 +485,21 @@ impl State {
             },
             report,
         ))
+    }
+
+    fn head(&self) -> Head {
+        Head {
+            records: self.next_seq,
+            hash: self.prev,
+            checkpoint_size: self.last_cp_size,
+            checkpoint_ts: self.last_cp_ts.clone(),
+        }
+    }
+
+    fn publish(&self, shared: &Shared) {
+        if let Ok(mut h) = shared.head.lock() {
+            *h = self.head();
+        }
     }
 
     fn run(mut self, rx: &Receiver<Msg>, shared: &Shared) {
@@ -449,6 +533,9 @@ impl State {
                 }
             }
             if !batch.is_empty() {
+                shared
+                    .taken
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let r = self.write_batch(&mut batch);
                 shared.failing.store(r.is_err(), Ordering::Relaxed);
                 if let Err(e) = r
@@ -470,9 +557,12 @@ impl State {
             {
                 tracing::error!(error = %e, "audit: cannot write a checkpoint");
             }
+            self.publish(shared);
             match control {
                 Some(Msg::Checkpoint(reply)) => {
-                    let _ = reply.send(self.checkpoint("manual"));
+                    let r = self.checkpoint("manual");
+                    self.publish(shared);
+                    let _ = reply.send(r);
                 }
                 Some(Msg::Shutdown(reply)) => {
                     // Records queued behind the shutdown message are written too.
@@ -480,9 +570,14 @@ impl State {
                         batch.push((e, a));
                     }
                     if !batch.is_empty() {
+                        shared
+                            .taken
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
                         let _ = self.write_batch(&mut batch);
                     }
-                    let _ = reply.send(self.finish());
+                    let r = self.finish();
+                    self.publish(shared);
+                    let _ = reply.send(r);
                     return;
                 }
                 _ => {}
@@ -535,6 +630,7 @@ impl State {
             // covers these records in the database too.
             tracing::error!(error = %e, size = entry.size, "audit: checkpoint not stored in PostgreSQL");
         }
+        self.last_cp_ts = Some(entry.ts.clone());
         write_atomic(&self.cfg.dir.join(segment::LATEST), text.as_bytes())
             .map_err(|e| e.to_string())?;
         self.last_cp_size = cp.size;

@@ -1183,6 +1183,7 @@ pin_project_lite::pin_project! {
                     request_id: None,
                     client_ip: None,
                     route: None,
+                    stage: None,
                 };
                 finish(
                     this.layer,
@@ -1205,6 +1206,8 @@ struct LineFacts {
     request_id: Option<HeaderValue>,
     client_ip: Option<IpAddr>,
     route: Option<Arc<crate::Route>>,
+    /// The stage that refused, when the response is a refusal.
+    stage: Option<&'static str>,
 }
 
 impl LineFacts {
@@ -1216,6 +1219,7 @@ impl LineFacts {
                 .extensions()
                 .get::<MatchedRoute>()
                 .map(|r| Arc::clone(&r.0)),
+            stage: resp.extensions().get::<crate::RefusedAt>().map(|s| s.0),
         }
     }
 }
@@ -1235,6 +1239,23 @@ fn finish(
         .map(|r| &r.stats)
         .unwrap_or_else(|| layer.metrics.unmatched());
     stats.record(status, outcome.decision, elapsed);
+    if outcome.decision == Decision::Deny {
+        // The status page's recent refusals: fixed codes, no path or header.
+        layer.metrics.refusals.record(crate::refusals::Refusal {
+            at_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            request_id: line
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(crate::refusals::clean_request_id),
+            route: line.route.as_ref().map(|r| Arc::clone(&r.id)),
+            status,
+            stage: line.stage.unwrap_or("pipeline"),
+            reason: outcome.reason,
+        });
+    }
     if let (Some(sink), Some(facts)) = (&layer.sink, facts) {
         sink.write_line(&access_line(facts, line, status, outcome, elapsed));
     }

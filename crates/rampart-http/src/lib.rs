@@ -28,6 +28,7 @@ mod layers;
 pub mod metrics;
 pub mod path;
 pub mod problem;
+pub mod refusals;
 pub mod router;
 
 use std::net::{IpAddr, SocketAddr};
@@ -150,6 +151,11 @@ pub struct Outcome {
     pub decision: Decision,
     pub reason: &'static str,
 }
+
+/// Inserted beside the [`Outcome`] of a refusal: the stage that refused (see
+/// [`Reject::stage`]), for the status page's list of recent refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusedAt(pub &'static str);
 
 /// The authenticated caller. Anonymous on public routes (and where `auth.modes` holds
 /// `none`). Inserted into the request's extensions as `Arc<Identity>` by the

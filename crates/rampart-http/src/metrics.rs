@@ -86,6 +86,74 @@ pub struct GatewayMetrics {
     pub config_reloads_failed: AtomicU64,
     /// Updated by the audit stage and its writer (`rampart-audit`).
     pub audit: AuditCounters,
+    /// The last refusals (status page), fed by the access-log stage.
+    pub refusals: crate::refusals::RefusalLog,
+}
+
+/// One route's figures for the status page, read from the same counters and histogram
+/// as `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteSnapshot {
+    /// The route id; [`UNMATCHED`] for requests that matched no route.
+    pub route: Arc<str>,
+    pub requests: u64,
+    /// Requests with decision `deny`.
+    pub denied: u64,
+    /// Responses with a 5xx status.
+    pub server_errors: u64,
+    /// 99th percentile of `rampart_request_duration_seconds`, interpolated inside its
+    /// bucket as Prometheus' `histogram_quantile` does; `None` before the first request.
+    pub p99_seconds: Option<f64>,
+}
+
+impl RouteStats {
+    fn snapshot(&self, route: Arc<str>) -> RouteSnapshot {
+        let mut denied = 0u64;
+        let mut server_errors = 0u64;
+        for (i, slot) in self.by_status.iter().enumerate() {
+            let [a, d] = slot;
+            let (a, d) = (a.load(Ordering::Relaxed), d.load(Ordering::Relaxed));
+            denied += d;
+            if (500..600).contains(&(i + usize::from(STATUS_MIN))) {
+                server_errors += a + d;
+            }
+        }
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let requests = self.count.load(Ordering::Relaxed);
+        RouteSnapshot {
+            route,
+            requests,
+            denied,
+            server_errors,
+            p99_seconds: quantile(0.99, &counts, requests),
+        }
+    }
+}
+
+/// `histogram_quantile` over [`BUCKETS`] (per-bucket, not cumulative, `counts`; `total`
+/// includes the `+Inf` bucket): linear inside the bucket, the highest finite bound when
+/// the rank falls in `+Inf`.
+pub fn quantile(q: f64, counts: &[u64], total: u64) -> Option<f64> {
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut cum = 0u64;
+    let mut lower = 0.0;
+    for (b, c) in BUCKETS.iter().zip(counts) {
+        let before = cum;
+        cum += c;
+        if cum as f64 >= rank && *c > 0 {
+            let into = (rank - before as f64) / *c as f64;
+            return Some(lower + (b - lower) * into.clamp(0.0, 1.0));
+        }
+        lower = *b;
+    }
+    Some(lower)
 }
 
 /// Audit-trail counters (all zero when `[audit]` is not configured).
@@ -168,6 +236,23 @@ impl GatewayMetrics {
             return Arc::clone(&self.unmatched);
         }
         Arc::clone(map.entry(Arc::clone(id)).or_default())
+    }
+
+    /// Every route's figures (routes in id order, then unmatched requests).
+    pub fn snapshot(&self) -> Vec<RouteSnapshot> {
+        let routes: Vec<(Arc<str>, Arc<RouteStats>)> = self
+            .routes
+            .read()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (Arc::clone(k), Arc::clone(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out: Vec<RouteSnapshot> =
+            routes.into_iter().map(|(id, s)| s.snapshot(id)).collect();
+        out.push(self.unmatched.snapshot(Arc::from(UNMATCHED)));
+        out
     }
 
     pub fn unmatched(&self) -> &Arc<RouteStats> {
@@ -364,5 +449,26 @@ mod tests {
         );
         assert!(out.contains(r#"rampart_request_duration_seconds_count{route="r\"1"} 2"#));
         assert!(out.contains(r#"rampart_upstream_errors_total{upstream="app",kind="connect"} 1"#));
+        let snap = m.snapshot();
+        let r = snap.iter().find(|r| &*r.route == "r\"1").unwrap();
+        assert_eq!((r.requests, r.denied, r.server_errors), (2, 1, 0));
+        // Rank 1.98 of 2 falls in the (0.01, 0.025] bucket holding the 20 ms request.
+        let p99 = r.p99_seconds.unwrap();
+        assert!(p99 > 0.01 && p99 <= 0.025, "{p99}");
+        assert_eq!(snap.last().unwrap().route.as_ref(), UNMATCHED);
+        assert_eq!(snap.last().unwrap().p99_seconds, None);
+    }
+
+    #[test]
+    fn quantile_matches_histogram_quantile() {
+        let mut counts = [0u64; BUCKETS.len()];
+        counts[0] = 50; // <= 0.5 ms
+        counts[3] = 50; // (2.5, 5] ms
+        // Rank 99 of 100: 49 into the 50 of (0.0025, 0.005] -> 0.0025 + 0.0025 * 0.98.
+        let q = quantile(0.99, &counts, 100).unwrap();
+        assert!((q - 0.00495).abs() < 1e-9, "{q}");
+        // Everything past the last bound: the last finite bound.
+        assert_eq!(quantile(0.99, &[0; BUCKETS.len()], 3), Some(10.0));
+        assert_eq!(quantile(0.5, &counts, 0), None);
     }
 }

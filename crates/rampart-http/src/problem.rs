@@ -248,6 +248,33 @@ impl Reject {
         }
     }
 
+    /// The pipeline stage (DESIGN.md §1) that refused: a fixed name the status page
+    /// groups refusals by.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Self::BadHost | Self::HostMismatch => "host",
+            Self::Path(_) | Self::Fragment | Self::PathParam | Self::Wildcard | Self::BadTarget => {
+                "path"
+            }
+            Self::NotFound | Self::MethodNotAllowed(_) => "route",
+            Self::HeadersTooLarge
+            | Self::Protocol(_)
+            | Self::ClientBodyTimeout
+            | Self::BadRequestBody
+            | Self::ClientAbort
+            | Self::Unavailable => "limits",
+            Self::PayloadTooLarge => "body_limit",
+            Self::Unauthenticated(_) | Self::AuthUnavailable(_) => "authenticate",
+            Self::TooManyRequests { .. } | Self::RateLimitUnavailable => "rate_limit",
+            Self::Forbidden(r) if r.starts_with("cors_") => "cors",
+            Self::Forbidden(r) if r.starts_with("csrf_") => "csrf",
+            Self::Forbidden(_) => "authorize",
+            Self::BadGateway | Self::GatewayTimeout | Self::UpstreamBusy => "forward",
+            Self::AuditUnavailable => "audit",
+            Self::Internal => "internal",
+        }
+    }
+
     /// The reason metrics, the access log and the audit record carry: the code, except
     /// for authentication failures, whose precise reason only operators see.
     pub fn reason(&self) -> &'static str {
@@ -405,6 +432,7 @@ impl Reject {
             decision: Decision::Deny,
             reason: self.reason(),
         });
+        resp.extensions_mut().insert(crate::RefusedAt(self.stage()));
         resp
     }
 }
@@ -445,6 +473,34 @@ pub fn push_json_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn refusals_name_their_stage() {
+        for (reject, stage) in [
+            (Reject::BadHost, "host"),
+            (Reject::NotFound, "route"),
+            (
+                Reject::Unauthenticated(AuthFailure {
+                    reason: "expired",
+                    challenge: Challenge::InvalidToken,
+                }),
+                "authenticate",
+            ),
+            (Reject::Forbidden("missing_scope"), "authorize"),
+            (Reject::Forbidden("cors_origin"), "cors"),
+            (Reject::Forbidden("csrf_mismatch"), "csrf"),
+            (Reject::TooManyRequests { retry_after_s: 1 }, "rate_limit"),
+            (Reject::PayloadTooLarge, "body_limit"),
+            (Reject::AuditUnavailable, "audit"),
+        ] {
+            assert_eq!(reject.stage(), stage);
+            let resp = reject.into_response(None);
+            assert_eq!(
+                resp.extensions().get::<crate::RefusedAt>(),
+                Some(&crate::RefusedAt(stage))
+            );
+        }
+    }
 
     #[tokio::test]
     async fn problem_document_shape() {

@@ -54,6 +54,37 @@ impl RateLimitMetrics {
         self.backend_up.store(v, Ordering::Relaxed);
     }
 
+    /// Every tier's counters, indexed like [`DECISIONS`] (status page).
+    pub fn snapshot(&self) -> Vec<(String, [u64; 3])> {
+        self.tiers
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(t, c)| {
+                        let [a, d, e] = &**c;
+                        (
+                            t.clone(),
+                            [
+                                a.load(Ordering::Relaxed),
+                                d.load(Ordering::Relaxed),
+                                e.load(Ordering::Relaxed),
+                            ],
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether the remote backend answered the last attempt (`None`: no remote backend).
+    pub fn backend_up(&self) -> Option<bool> {
+        match self.backend_up.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
     /// The count for `(tier, decision)` (tests, status page).
     pub fn get(&self, tier: &str, decision: &str) -> u64 {
         let i = DECISIONS.iter().position(|d| *d == decision);
@@ -113,5 +144,33 @@ fn encode_tiers(m: &BTreeMap<String, Arc<TierCounters>>, out: &mut String) {
             out.push_str(itoa::Buffer::new().format(c.load(Ordering::Relaxed)));
             out.push('\n');
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_lists_every_tier_with_its_counters() {
+        let m = RateLimitMetrics::default();
+        assert!(m.snapshot().is_empty());
+        assert_eq!(m.backend_up(), None);
+        let heavy = m.tier("heavy");
+        heavy[0].fetch_add(3, Ordering::Relaxed);
+        heavy[1].fetch_add(1, Ordering::Relaxed);
+        m.tier("default")[2].fetch_add(2, Ordering::Relaxed);
+        m.set_backend_up(Some(false));
+        assert_eq!(
+            m.snapshot(),
+            vec![
+                ("default".to_owned(), [0, 0, 2]),
+                ("heavy".to_owned(), [3, 1, 0])
+            ]
+        );
+        assert_eq!(m.backend_up(), Some(false));
+        m.set_backend_up(Some(true));
+        assert_eq!(m.backend_up(), Some(true));
     }
 }

@@ -390,6 +390,17 @@ impl AdminApi for Api {
             peer,
         ))
     }
+
+    /// The status page: the same caller rule as every `/admin/*` endpoint.
+    fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<(), Box<AdminResponse>> {
+        let mut req = Request::new(Bytes::new());
+        *req.headers_mut() = headers.clone();
+        self.ctx.caller(&req, peer).map(|_| ())
+    }
 }
 
 #[cfg(test)]

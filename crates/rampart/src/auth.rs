@@ -189,6 +189,8 @@ pub struct AuthRuntime {
     /// The credential store and the local revocation snapshot (for `/admin/*`).
     pub store: Option<Store>,
     pub revocations: Option<Arc<RevocationSet>>,
+    /// The JWT verifier, for the status page's JWKS section.
+    pub jwt: Option<JwtVerifier>,
     /// Metric families to expose on the admin listener.
     pub sources: Vec<Arc<dyn MetricsSource>>,
 }
@@ -299,6 +301,7 @@ fn finish(
         verifiers,
         store,
         revocations: revs,
+        jwt: probe.jwt.clone(),
         sources: vec![metrics, probe],
     }
 }

@@ -24,6 +24,7 @@ mod revoke;
 mod sbom;
 mod serve;
 mod signing;
+mod status;
 mod token;
 
 use std::net::SocketAddr;

@@ -255,6 +255,14 @@ pub async fn serve(
             },
             api: crate::admin_api::build(&gw.config(), &auth),
             jwks,
+            status: vec![Arc::new(crate::status::Sections {
+                gateway: Arc::clone(&gw),
+                metrics: Arc::clone(&metrics),
+                jwt: auth.jwt.clone(),
+                audit: audit.clone(),
+                keyring: keyring.clone(),
+                revocations: auth.revocations.clone(),
+            })],
         });
         tokio::spawn(rampart_admin::serve(l, state, admin_rx));
     }

@@ -60,6 +60,7 @@ fn identity(v: &JwtVerifier, token: &str) -> Identity {
         scopes: t.scopes,
         roles: t.roles,
         credential_id: t.jti,
+        rate_override: None,
     }
 }
 

@@ -31,6 +31,7 @@ struct Inner {
     revocations: Revocations,
     local: Option<Arc<RevocationSet>>,
     admin_addr: Option<SocketAddr>,
+    devices: crate::admin_devices::DevicesApi,
 }
 
 /// The admin API, when a credential store is configured (nothing to manage otherwise).
@@ -45,6 +46,7 @@ pub fn build(cfg: &Config, auth: &AuthRuntime) -> Option<Arc<dyn AdminApi>> {
     };
     Some(Arc::new(Api(Arc::new(Inner {
         authn,
+        devices: crate::admin_devices::DevicesApi::new(cfg, store.clone()),
         revocations: Revocations::new(store),
         local: auth.revocations.clone(),
         admin_addr: cfg.server.admin_listen,
@@ -108,7 +110,8 @@ impl Inner {
     }
 
     async fn handle(&self, req: Request<Bytes>, peer: SocketAddr) -> AdminResponse {
-        if req.uri().path() != "/admin/revocations" {
+        let devices = crate::admin_devices::is_devices_path(req.uri().path());
+        if req.uri().path() != "/admin/revocations" && !devices {
             return admin_problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -119,6 +122,9 @@ impl Inner {
             Ok(c) => c,
             Err(r) => return *r,
         };
+        if devices {
+            return self.devices.handle(&req, &caller).await;
+        }
         match *req.method() {
             Method::GET => match self.revocations.list().await {
                 Ok(list) => admin_json(

@@ -5,6 +5,7 @@
 //! error.
 
 mod admin_api;
+mod admin_devices;
 mod apikey;
 mod audit;
 mod audit_writer;

@@ -655,3 +655,179 @@ fn device_cli_usage_errors() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("Example"));
     let _ = std::fs::remove_dir_all(&env.dir);
 }
+
+fn admin_call(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body: &str) -> Resp {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    raw(
+        gw.admin.unwrap(),
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// `/admin/devices`: the same access rule as `/admin/revocations` (admin scope), create
+/// (HMAC secret once), rotate, revoke, list; changes reach the gateway within 5 s.
+#[test]
+fn admin_devices_api() {
+    let upstream = Upstream::start();
+    let env = Env::new(upstream.addr);
+    write_private(
+        &env.dir.join("jwt"),
+        "dev-jwt-secret-0123456789abcdef0123456789",
+        0o600,
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "modes = [\"signature\"]",
+        "modes = [\"signature\", \"jwt\"]",
+    ) + &format!(
+        "[auth.jwt]\nissuer = \"rampart-dev\"\naudience = [\"rampart\"]\nhs256_secret = \"file:{}/jwt\"\nallowed_algs = [\"HS256\"]\n",
+        env.dir.display()
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let gw = env.gateway();
+    let mint = |sub: &str, scopes: &str| {
+        ok(&env.cli(&["token", "mint", "--sub", sub, "--scopes", scopes]))
+            .trim()
+            .to_owned()
+    };
+    let root = mint("root", "admin");
+    let user = mint("user", "telemetry");
+    assert_eq!(
+        admin_call(&gw, "GET", "/admin/devices", None, "").status,
+        401
+    );
+    assert_eq!(
+        admin_call(&gw, "GET", "/admin/devices", Some(&user), "").status,
+        403
+    );
+
+    let r = admin_call(
+        &gw,
+        "POST",
+        "/admin/devices",
+        Some(&root),
+        r#"{"name":"adm-1","tenant":"acme","scopes":["telemetry"],"alg":"hmac-sha256"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let v = r.json();
+    assert_eq!(
+        (v["name"].as_str(), v["alg"].as_str()),
+        (Some("adm-1"), Some("hmac-sha256"))
+    );
+    let k1 = Key::Hmac(v["secret"].as_str().unwrap().to_owned());
+    let again = admin_call(
+        &gw,
+        "POST",
+        "/admin/devices",
+        Some(&root),
+        r#"{"name":"adm-1","tenant":"acme","alg":"hmac-sha256"}"#,
+    );
+    assert_eq!(again.status, 409);
+    let kp = python(&json!({ "mode": "genkey" }));
+    let body =
+        json!({"name": "adm-ed", "tenant": "acme", "scopes": ["telemetry"], "alg": "ed25519",
+                      "public_key": kp["openssh"]})
+        .to_string();
+    let r = admin_call(&gw, "POST", "/admin/devices", Some(&root), &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.json().get("secret").is_none());
+    let body = json!({"name": "adm-bad", "tenant": "acme", "alg": "ed25519",
+                      "public_key": kp["private_pem"]})
+    .to_string();
+    assert_eq!(
+        admin_call(&gw, "POST", "/admin/devices", Some(&root), &body).status,
+        400
+    );
+    assert_eq!(
+        admin_call(
+            &gw,
+            "POST",
+            "/admin/devices",
+            Some(&root),
+            r#"{"name":"x","tenant":"a","alg":"rsa"}"#
+        )
+        .status,
+        400
+    );
+
+    // Made through the API, usable within 5 s.
+    assert!(within_5s(|| sign_and_send(
+        &gw,
+        &Sign::new("adm-1", &k1, None)
+    )
+    .status
+        == 200));
+    let ed = Key::Ed {
+        private_pem: kp["private_pem"].as_str().unwrap().to_owned(),
+    };
+    assert!(within_5s(|| sign_and_send(
+        &gw,
+        &Sign::new("adm-ed", &ed, None)
+    )
+    .status
+        == 200));
+
+    // Rotate with no overlap: the new secret works, the old one stops.
+    let r = admin_call(
+        &gw,
+        "POST",
+        "/admin/devices/adm-1/rotate",
+        Some(&root),
+        r#"{"overlap_s":0}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let k2 = Key::Hmac(r.json()["secret"].as_str().unwrap().to_owned());
+    assert!(within_5s(|| sign_and_send(
+        &gw,
+        &Sign::new("adm-1", &k2, None)
+    )
+    .status
+        == 200));
+    assert_refused(&sign_and_send(&gw, &Sign::new("adm-1", &k1, None)), false);
+    assert_eq!(
+        admin_call(&gw, "POST", "/admin/devices/nope/rotate", Some(&root), "").status,
+        404
+    );
+
+    // List and get: metadata only.
+    let r = admin_call(&gw, "GET", "/admin/devices", Some(&root), "");
+    assert_eq!(r.status, 200);
+    let Key::Hmac(s2) = &k2 else { unreachable!() };
+    assert!(!r.text().contains(s2.as_str()));
+    assert_eq!(r.json()["devices"].as_array().unwrap().len(), 2);
+    let r = admin_call(&gw, "GET", "/admin/devices/adm-ed", Some(&root), "");
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("active"))
+    );
+    assert_eq!(
+        admin_call(&gw, "GET", "/admin/devices/nope", Some(&root), "").status,
+        404
+    );
+
+    // Revoke: refused within 5 s.
+    let r = admin_call(&gw, "POST", "/admin/devices/adm-1/revoke", Some(&root), "");
+    assert_eq!(
+        (r.status, r.json()["status"].as_str()),
+        (200, Some("revoked"))
+    );
+    assert!(within_5s(|| sign_and_send(
+        &gw,
+        &Sign::new("adm-1", &k2, None)
+    )
+    .status
+        == 401));
+    assert_eq!(
+        admin_call(&gw, "POST", "/admin/devices/nope/revoke", Some(&root), "").status,
+        404
+    );
+    assert_eq!(
+        admin_call(&gw, "DELETE", "/admin/devices/adm-ed", Some(&root), "").status,
+        405
+    );
+}

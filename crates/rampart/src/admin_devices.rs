@@ -102,15 +102,15 @@ fn failed(e: &StoreError) -> AdminResponse {
     )
 }
 
-fn public_key(text: Option<&str>) -> Result<Option<[u8; 32]>, AdminResponse> {
+fn public_key(text: Option<&str>) -> Result<Option<[u8; 32]>, String> {
     match text {
         None => Ok(None),
-        Some(t) if t.contains("PRIVATE KEY") => Err(bad(
-            "public_key holds a private key; send the public key only",
-        )),
+        Some(t) if t.contains("PRIVATE KEY") => {
+            Err("public_key holds a private key; send the public key only".into())
+        }
         Some(t) => crate::device::public_key_from_text(t)
             .map(Some)
-            .map_err(|m| bad(&format!("public_key: {m}"))),
+            .map_err(|m| format!("public_key: {m}")),
     }
 }
 
@@ -136,12 +136,11 @@ impl DevicesApi {
         DevicesApi { store, kms }
     }
 
-    async fn vault(&self) -> Result<Option<Vault>, AdminResponse> {
+    async fn vault(&self) -> Result<Option<Vault>, StoreError> {
         let Some(k) = &self.kms else { return Ok(None) };
         Vault::open(self.store.clone(), Arc::clone(k), true)
             .await
             .map(Some)
-            .map_err(|e| failed(&e))
     }
 
     pub async fn handle(&self, req: &Request<Bytes>, caller: &Identity) -> AdminResponse {
@@ -211,7 +210,7 @@ impl DevicesApi {
         };
         let key = match public_key(c.public_key.as_deref()) {
             Ok(k) => k,
-            Err(r) => return r,
+            Err(m) => return bad(&m),
         };
         let vault = if alg == DeviceAlg::HmacSha256 {
             match self.vault().await {
@@ -221,7 +220,7 @@ impl DevicesApi {
                         "crypto.kek is not set on this gateway: an hmac-sha256 device's secret is stored only encrypted; use ed25519 or configure crypto.kek.",
                     );
                 }
-                Err(r) => return r,
+                Err(e) => return failed(&e),
             }
         } else {
             None
@@ -270,12 +269,12 @@ impl DevicesApi {
         };
         let key = match public_key(r.public_key.as_deref()) {
             Ok(k) => k,
-            Err(resp) => return resp,
+            Err(m) => return bad(&m),
         };
         let vault = if key.is_none() {
             match self.vault().await {
                 Ok(v) => v,
-                Err(resp) => return resp,
+                Err(e) => return failed(&e),
             }
         } else {
             None

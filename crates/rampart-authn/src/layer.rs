@@ -115,6 +115,22 @@ where
                 },
                 Err(r) => reject(r, &req),
             },
+            Resolved::JwtRetry(verifier, token) => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let authn = Arc::clone(&self.authn);
+                AuthnFuture::Signed {
+                    fut: Box::pin(async move {
+                        let result = crate::jwt_outcome(verifier.verify_wait(&token).await)
+                            .and_then(|id| authn.check_revoked(id));
+                        drop(token);
+                        match authn.settle(&mut req, result) {
+                            Ok(()) => inner.call(req.map(AuthnBody::plain)).await,
+                            Err(r) => Ok(r.into_response(req.extensions().get::<RequestId>())),
+                        }
+                    }),
+                }
+            }
             Resolved::Signature(sig) => {
                 // The ready service goes with the request; a clone stays for the next.
                 let clone = self.inner.clone();

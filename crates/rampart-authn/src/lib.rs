@@ -65,11 +65,31 @@ pub enum TokenFailure {
     Invalid(&'static str),
     /// No key set is loaded yet: the gateway cannot decide (503, not 401).
     Unavailable,
+    /// Not decided from memory: an unknown `kid` whose key-set refresh is under way (or
+    /// no key set while the first fetch runs). The asynchronous stage awaits
+    /// [`TokenVerifier::verify_wait`]; a synchronous caller refuses with `reason`.
+    RetryAfterRefresh(&'static str),
 }
 
-/// Verifies compact JWS bearer tokens. Must answer from memory, without waiting on I/O.
+/// The boxed future of [`TokenVerifier::verify_wait`].
+pub type VerifyFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<TokenClaims, TokenFailure>> + Send + 'a>,
+>;
+
+/// Verifies compact JWS bearer tokens. `verify` answers from memory, without waiting on
+/// I/O; only when it says [`TokenFailure::RetryAfterRefresh`] does the stage await
+/// `verify_wait` (bounded by the verifier), so a key rotated in at the identity provider
+/// is accepted on its first use while forged kids fail at once.
 pub trait TokenVerifier: Send + Sync + 'static {
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenFailure>;
+
+    /// Verifies again after waiting (bounded) for the refresh `verify` reported.
+    fn verify_wait<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
+        Box::pin(std::future::ready(match self.verify(token) {
+            Err(TokenFailure::RetryAfterRefresh(r)) => Err(TokenFailure::Invalid(r)),
+            other => other,
+        }))
+    }
 }
 
 /// What a verified API key's record says.
@@ -129,6 +149,10 @@ pub enum AuthnError {
     EmptyBearerPrefix,
 }
 
+/// Internal marker of a JWT to verify again after the key-set refresh (never a metric
+/// label: `resolve` turns it into [`Resolved::JwtRetry`]).
+const RETRY: &str = "retry_after_refresh";
+
 /// Longest credential header value looked at (the JWT verifier applies its own, smaller
 /// cap); anything longer is refused without parsing.
 const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
@@ -165,6 +189,28 @@ impl std::fmt::Debug for Authn {
 pub(crate) enum Resolved {
     Done(Result<Identity, (&'static str, Reject)>),
     Signature(Arc<SignatureAuth>),
+    /// A bearer token to verify again once the key-set refresh it triggered is done.
+    JwtRetry(Arc<dyn TokenVerifier>, String),
+}
+
+/// The identity (or refusal) of a JWT verification outcome.
+pub(crate) fn jwt_outcome(
+    r: Result<TokenClaims, TokenFailure>,
+) -> Result<Identity, (&'static str, Reject)> {
+    match r {
+        Ok(c) => Ok(Identity {
+            method: "jwt",
+            subject: Some(c.subject),
+            tenant: c.tenant,
+            scopes: c.scopes,
+            roles: c.roles,
+            credential_id: c.jti,
+        }),
+        Err(TokenFailure::Invalid(reason) | TokenFailure::RetryAfterRefresh(reason)) => {
+            Err(fail("jwt", reason, Challenge::InvalidToken))
+        }
+        Err(TokenFailure::Unavailable) => Err(("jwt", Reject::AuthUnavailable("jwks_unavailable"))),
+    }
 }
 
 fn header(name: Option<&String>, default: &'static str) -> HeaderName {
@@ -248,6 +294,10 @@ impl Authn {
                 "signature_unsupported",
                 Challenge::Signature { body: false },
             )),
+            // No waiting here: what the verifier knows now.
+            Resolved::JwtRetry(v, token) => {
+                jwt_outcome(v.verify(&token)).and_then(|id| self.check_revoked(id))
+            }
         }
     }
 
@@ -257,7 +307,15 @@ impl Authn {
         let peer_trusted = conn.is_some_and(|c| is_trusted(&self.trusted_proxies, c.peer.ip()));
         for mode in &self.modes {
             let found = match mode {
-                AuthMode::Jwt => self.jwt(headers),
+                AuthMode::Jwt => match self.jwt(headers) {
+                    Some(Err((_, Reject::Unauthenticated(AuthFailure { reason: RETRY, .. }))))
+                        if let Some(v) = &self.verifiers.jwt
+                            && let Some(t) = self.bearer_token(headers) =>
+                    {
+                        return Resolved::JwtRetry(Arc::clone(v), t);
+                    }
+                    other => other,
+                },
                 AuthMode::ApiKey => self.api_key(headers),
                 AuthMode::Mtls => self.mtls(headers, conn, peer_trusted),
                 AuthMode::Signature => {
@@ -326,19 +384,24 @@ impl Authn {
             return invalid("mode_unavailable");
         };
         Some(match v.verify(token) {
-            Ok(c) => Ok(Identity {
-                method: "jwt",
-                subject: Some(c.subject),
-                tenant: c.tenant,
-                scopes: c.scopes,
-                roles: c.roles,
-                credential_id: c.jti,
-            }),
-            Err(TokenFailure::Invalid(reason)) => Err(fail("jwt", reason, Challenge::InvalidToken)),
-            Err(TokenFailure::Unavailable) => {
-                Err(("jwt", Reject::AuthUnavailable("jwks_unavailable")))
+            // Marked for `resolve`, which takes the asynchronous path.
+            Err(TokenFailure::RetryAfterRefresh(_)) => {
+                Err(fail("jwt", RETRY, Challenge::InvalidToken))
             }
+            r => jwt_outcome(r),
         })
+    }
+
+    /// The bearer token of a single, well-formed JWT header (after [`Authn::jwt`]
+    /// accepted its shape).
+    fn bearer_token(&self, headers: &HeaderMap) -> Option<String> {
+        let Single::One(v) = single(headers, &self.jwt_header) else {
+            return None;
+        };
+        let p = self.bearer_prefix.len();
+        std::str::from_utf8(v.as_bytes().get(p..)?)
+            .ok()
+            .map(str::to_owned)
     }
 
     fn api_key(&self, headers: &HeaderMap) -> Option<Result<Identity, (&'static str, Reject)>> {

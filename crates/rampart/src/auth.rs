@@ -22,19 +22,37 @@ use rampart_store::{ApiKeyCache, RedisUrl, RevocationSet, Store};
 
 struct Jwt(JwtVerifier);
 
+fn token_claims(
+    r: Result<rampart_jwt::VerifiedToken, JwtFailure>,
+) -> Result<TokenClaims, TokenFailure> {
+    match r {
+        Ok(t) => Ok(TokenClaims {
+            subject: t.subject,
+            tenant: t.tenant,
+            scopes: t.scopes,
+            roles: t.roles,
+            jti: t.jti,
+        }),
+        Err(JwtFailure::Invalid(r)) => Err(TokenFailure::Invalid(r)),
+        Err(JwtFailure::Unavailable) => Err(TokenFailure::Unavailable),
+    }
+}
+
 impl TokenVerifier for Jwt {
+    /// From memory; an unknown kid whose refresh is under way (or no key set during the
+    /// first fetch) is `RetryAfterRefresh`, so the stage awaits `verify_wait`.
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenFailure> {
-        match self.0.verify(token) {
-            Ok(t) => Ok(TokenClaims {
-                subject: t.subject,
-                tenant: t.tenant,
-                scopes: t.scopes,
-                roles: t.roles,
-                jti: t.jti,
-            }),
-            Err(JwtFailure::Invalid(r)) => Err(TokenFailure::Invalid(r)),
-            Err(JwtFailure::Unavailable) => Err(TokenFailure::Unavailable),
+        match self.0.verify_or_retry(token) {
+            Err((JwtFailure::Invalid(r), true)) => Err(TokenFailure::RetryAfterRefresh(r)),
+            Err((JwtFailure::Unavailable, true)) => {
+                Err(TokenFailure::RetryAfterRefresh("jwks_unavailable"))
+            }
+            r => token_claims(r.map_err(|(f, _)| f)),
         }
+    }
+
+    fn verify_wait<'a>(&'a self, token: &'a str) -> rampart_authn::VerifyFuture<'a> {
+        Box::pin(async move { token_claims(self.0.verify_after_refresh(token).await) })
     }
 }
 

@@ -831,3 +831,38 @@ fn admin_devices_api() {
         405
     );
 }
+
+/// `nonce_store = "redis"`: two gateways on the same store and Redis; a request accepted
+/// by one is a replay at the other.
+#[test]
+fn redis_nonce_store_shares_nonces_between_gateways() {
+    let upstream = Upstream::start();
+    let env = Env::new(upstream.addr);
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("nonce_store = \"memory\"", "nonce_store = \"redis\"")
+        + "[redis]\nurl = \"redis://127.0.0.1:6379\"\n";
+    std::fs::write(&env.config, text).unwrap();
+    let hm = create_hmac(&env, "shared-dev");
+    let a = env.gateway();
+    let b = Gateway::spawn(env.dir.clone(), env.config.clone()).unwrap();
+    for gw in [&a, &b] {
+        let s = Sign::new("shared-dev", &hm, Some(b"{}"));
+        // Both gateways listen on 127.0.0.1 with their own port: sign for the one that
+        // accepts, replay (same Host, same target) at the other through its own socket.
+        let signed = s.sign(&host(gw));
+        assert_eq!(send(gw, &s, &signed, Some(b"{}")).status, 200);
+        let other = if std::ptr::eq(gw, &a) { &b } else { &a };
+        let mut req = format!("{} {} HTTP/1.1\r\n", s.method, s.target).into_bytes();
+        for (n, v) in &signed.headers {
+            req.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"Content-Length: 2\r\nConnection: close\r\n\r\n{}");
+        let r = raw_bytes(other.addr, &req);
+        assert_refused(&r, true);
+        assert!(
+            failures(other, "signature_replay") >= 1,
+            "replay counted at the other gateway"
+        );
+    }
+}

@@ -29,8 +29,10 @@
 
 #![forbid(unsafe_code)]
 
+mod layer;
 pub mod metrics;
 pub mod mtls;
+pub mod signature;
 
 use std::sync::Arc;
 
@@ -39,11 +41,12 @@ use http::{HeaderValue, Request};
 use rampart_config::Config;
 use rampart_config::raw::{AuthMode, CertMapping};
 use rampart_http::{
-    AuthFailure, Challenge, ConnInfo, Identity, Reject, RequestId, RouteMatch, Stage, StageLayer,
-    is_trusted,
+    AuthFailure, Challenge, ConnInfo, Identity, Reject, RequestId, RouteMatch, Stage, is_trusted,
 };
 
+pub use layer::{AuthnFuture, AuthnLayer, AuthnService};
 pub use metrics::AuthMetrics;
+pub use signature::{AuthnBody, DeviceDirectory, DeviceEntry, DeviceInfo, SignatureAuth};
 
 /// What a verified bearer token says about its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +65,31 @@ pub enum TokenFailure {
     Invalid(&'static str),
     /// No key set is loaded yet: the gateway cannot decide (503, not 401).
     Unavailable,
+    /// Not decided from memory: an unknown `kid` whose key-set refresh is under way (or
+    /// no key set while the first fetch runs). The asynchronous stage awaits
+    /// [`TokenVerifier::verify_wait`]; a synchronous caller refuses with `reason`.
+    RetryAfterRefresh(&'static str),
 }
 
-/// Verifies compact JWS bearer tokens. Must answer from memory, without waiting on I/O.
+/// The boxed future of [`TokenVerifier::verify_wait`].
+pub type VerifyFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<TokenClaims, TokenFailure>> + Send + 'a>,
+>;
+
+/// Verifies compact JWS bearer tokens. `verify` answers from memory, without waiting on
+/// I/O; only when it says [`TokenFailure::RetryAfterRefresh`] does the stage await
+/// `verify_wait` (bounded by the verifier), so a key rotated in at the identity provider
+/// is accepted on its first use while forged kids fail at once.
 pub trait TokenVerifier: Send + Sync + 'static {
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenFailure>;
+
+    /// Verifies again after waiting (bounded) for the refresh `verify` reported.
+    fn verify_wait<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
+        Box::pin(std::future::ready(match self.verify(token) {
+            Err(TokenFailure::RetryAfterRefresh(r)) => Err(TokenFailure::Invalid(r)),
+            other => other,
+        }))
+    }
 }
 
 /// What a verified API key's record says.
@@ -104,6 +127,8 @@ pub struct Verifiers {
     pub jwt: Option<Arc<dyn TokenVerifier>>,
     pub api_keys: Option<Arc<dyn ApiKeyVerifier>>,
     pub revocations: Option<Arc<dyn RevocationCheck>>,
+    /// The `signature` mode (devices, nonce store, `auth.signature`).
+    pub signature: Option<Arc<SignatureAuth>>,
     /// Shared across reloads so counters survive them.
     pub metrics: Arc<AuthMetrics>,
 }
@@ -114,6 +139,7 @@ impl std::fmt::Debug for Verifiers {
             .field("jwt", &self.jwt.is_some())
             .field("api_keys", &self.api_keys.is_some())
             .field("revocations", &self.revocations.is_some())
+            .field("signature", &self.signature.is_some())
             .finish()
     }
 }
@@ -124,6 +150,10 @@ pub enum AuthnError {
     #[error("auth.jwt.bearer_prefix must not be empty when auth.jwt.header is `authorization`")]
     EmptyBearerPrefix,
 }
+
+/// Internal marker of a JWT to verify again after the key-set refresh (never a metric
+/// label: `resolve` turns it into [`Resolved::JwtRetry`]).
+const RETRY: &str = "retry_after_refresh";
 
 /// Longest credential header value looked at (the JWT verifier applies its own, smaller
 /// cap); anything longer is refused without parsing.
@@ -156,8 +186,35 @@ impl std::fmt::Debug for Authn {
     }
 }
 
-/// The layer: `AuthnLayer::from_stage(Authn::new(..)?)`.
-pub type AuthnLayer = StageLayer<Authn>;
+/// What the authentication of one request needs: nothing more (decided), or the
+/// asynchronous signature check.
+pub(crate) enum Resolved {
+    Done(Result<Identity, (&'static str, Reject)>),
+    Signature(Arc<SignatureAuth>),
+    /// A bearer token to verify again once the key-set refresh it triggered is done.
+    JwtRetry(Arc<dyn TokenVerifier>, String),
+}
+
+/// The identity (or refusal) of a JWT verification outcome.
+pub(crate) fn jwt_outcome(
+    r: Result<TokenClaims, TokenFailure>,
+) -> Result<Identity, (&'static str, Reject)> {
+    match r {
+        Ok(c) => Ok(Identity {
+            method: "jwt",
+            subject: Some(c.subject),
+            tenant: c.tenant,
+            scopes: c.scopes,
+            roles: c.roles,
+            credential_id: c.jti,
+            rate_override: None,
+        }),
+        Err(TokenFailure::Invalid(reason) | TokenFailure::RetryAfterRefresh(reason)) => {
+            Err(fail("jwt", reason, Challenge::InvalidToken))
+        }
+        Err(TokenFailure::Unavailable) => Err(("jwt", Reject::AuthUnavailable("jwks_unavailable"))),
+    }
+}
 
 fn header(name: Option<&String>, default: &'static str) -> HeaderName {
     name.and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
@@ -216,7 +273,9 @@ impl Authn {
             match m {
                 AuthMode::Jwt if self.verifiers.jwt.is_none() => out.push("jwt"),
                 AuthMode::ApiKey if self.verifiers.api_keys.is_none() => out.push("api_key"),
-                AuthMode::Signature => out.push("signature"),
+                AuthMode::Signature if self.verifiers.signature.is_none() => {
+                    out.push("signature");
+                }
                 _ => {}
             }
         }
@@ -228,39 +287,73 @@ impl Authn {
     }
 
     /// Decides who the caller is. `Ok` carries the identity (anonymous when allowed and
-    /// no credential was presented); `Err` the refusal.
+    /// no credential was presented); `Err` the refusal. Signed requests need the
+    /// asynchronous path of [`AuthnLayer`]: here they are refused.
     pub fn authenticate<B>(&self, req: &Request<B>) -> Result<Identity, (&'static str, Reject)> {
+        match self.resolve(req) {
+            Resolved::Done(r) => r,
+            Resolved::Signature(_) => Err(fail(
+                "signature",
+                "signature_unsupported",
+                Challenge::Signature { body: false },
+            )),
+            // No waiting here: what the verifier knows now.
+            Resolved::JwtRetry(v, token) => {
+                jwt_outcome(v.verify(&token)).and_then(|id| self.check_revoked(id))
+            }
+        }
+    }
+
+    pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Resolved {
         let headers = req.headers();
         let conn = req.extensions().get::<ConnInfo>();
         let peer_trusted = conn.is_some_and(|c| is_trusted(&self.trusted_proxies, c.peer.ip()));
         for mode in &self.modes {
             let found = match mode {
-                AuthMode::Jwt => self.jwt(headers),
+                AuthMode::Jwt => match self.jwt(headers) {
+                    Some(Err((_, Reject::Unauthenticated(AuthFailure { reason: RETRY, .. }))))
+                        if let Some(v) = &self.verifiers.jwt
+                            && let Some(t) = self.bearer_token(headers) =>
+                    {
+                        return Resolved::JwtRetry(Arc::clone(v), t);
+                    }
+                    other => other,
+                },
                 AuthMode::ApiKey => self.api_key(headers),
                 AuthMode::Mtls => self.mtls(headers, conn, peer_trusted),
-                AuthMode::Signature => signature_presented(headers).then(|| {
-                    Err(fail(
-                        "signature",
-                        "signature_unsupported",
-                        Challenge::Bearer,
-                    ))
-                }),
+                AuthMode::Signature => {
+                    if !signature_presented(headers) {
+                        None
+                    } else if let Some(s) = &self.verifiers.signature {
+                        return Resolved::Signature(Arc::clone(s));
+                    } else {
+                        Some(Err(fail(
+                            "signature",
+                            "mode_unavailable",
+                            Challenge::Signature { body: false },
+                        )))
+                    }
+                }
                 AuthMode::None => None,
             };
             if let Some(result) = found {
-                return result.and_then(|id| self.check_revoked(id));
+                return Resolved::Done(result.and_then(|id| self.check_revoked(id)));
             }
         }
         if peer_trusted
             && let Some(h) = &self.identity_header
             && let Some(result) = self.proxy_identity(headers, h)
         {
-            return result.and_then(|id| self.check_revoked(id));
+            return Resolved::Done(result.and_then(|id| self.check_revoked(id)));
         }
         if self.anonymous {
-            return Ok(Identity::anonymous());
+            return Resolved::Done(Ok(Identity::anonymous()));
         }
-        Err(fail("none", "missing_credentials", Challenge::Bearer))
+        Resolved::Done(Err(fail("none", "missing_credentials", Challenge::Bearer)))
+    }
+
+    pub(crate) fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.trusted_proxies
     }
 
     /// The bearer token of the JWT header, if one was presented.
@@ -294,20 +387,24 @@ impl Authn {
             return invalid("mode_unavailable");
         };
         Some(match v.verify(token) {
-            Ok(c) => Ok(Identity {
-                method: "jwt",
-                subject: Some(c.subject),
-                tenant: c.tenant,
-                scopes: c.scopes,
-                roles: c.roles,
-                credential_id: c.jti,
-                rate_override: None,
-            }),
-            Err(TokenFailure::Invalid(reason)) => Err(fail("jwt", reason, Challenge::InvalidToken)),
-            Err(TokenFailure::Unavailable) => {
-                Err(("jwt", Reject::AuthUnavailable("jwks_unavailable")))
+            // Marked for `resolve`, which takes the asynchronous path.
+            Err(TokenFailure::RetryAfterRefresh(_)) => {
+                Err(fail("jwt", RETRY, Challenge::InvalidToken))
             }
+            r => jwt_outcome(r),
         })
+    }
+
+    /// The bearer token of a single, well-formed JWT header (after [`Authn::jwt`]
+    /// accepted its shape).
+    fn bearer_token(&self, headers: &HeaderMap) -> Option<String> {
+        let Single::One(v) = single(headers, &self.jwt_header) else {
+            return None;
+        };
+        let p = self.bearer_prefix.len();
+        std::str::from_utf8(v.as_bytes().get(p..)?)
+            .ok()
+            .map(str::to_owned)
     }
 
     fn api_key(&self, headers: &HeaderMap) -> Option<Result<Identity, (&'static str, Reject)>> {
@@ -427,13 +524,14 @@ impl Authn {
         })
     }
 
-    fn check_revoked(&self, id: Identity) -> Result<Identity, (&'static str, Reject)> {
+    pub(crate) fn check_revoked(&self, id: Identity) -> Result<Identity, (&'static str, Reject)> {
         let Some(r) = &self.verifiers.revocations else {
             return Ok(id);
         };
         let challenge = match id.method {
             "jwt" => Challenge::InvalidToken,
             "api_key" => Challenge::ApiKey,
+            "signature" => Challenge::Signature { body: false },
             _ => Challenge::Bearer,
         };
         let by_credential = id
@@ -453,7 +551,7 @@ impl Authn {
     }
 }
 
-fn fail(
+pub(crate) fn fail(
     method: &'static str,
     reason: &'static str,
     challenge: Challenge,
@@ -501,19 +599,15 @@ fn signature_presented(headers: &HeaderMap) -> bool {
     headers.contains_key("signature") || headers.contains_key("signature-input")
 }
 
-impl Stage for Authn {
-    type State = ();
-
-    fn on_request<B>(&self, req: &mut Request<B>) -> Result<(), Reject> {
-        let Some(m) = req.extensions().get::<RouteMatch>() else {
-            return Err(Reject::Internal);
-        };
-        // Public routes skip authentication; the authorization stage gives them the
-        // anonymous identity.
-        if m.route.config.public {
-            return Ok(());
-        }
-        match self.authenticate(req) {
+impl Authn {
+    /// Bookkeeping of a decided authentication: metrics, the identity extension, the API
+    /// key removed before forwarding; the refusal on failure.
+    pub(crate) fn settle<B>(
+        &self,
+        req: &mut Request<B>,
+        result: Result<Identity, (&'static str, Reject)>,
+    ) -> Result<(), Reject> {
+        match result {
             Ok(identity) => {
                 if identity.method == "api_key" {
                     // rampart's own credential: the upstream never needs (or logs) it.
@@ -535,6 +629,29 @@ impl Stage for Authn {
                 Err(reject)
             }
         }
+    }
+
+    /// Whether the matched route skips authentication (`Err`: no route match, a bug).
+    pub(crate) fn is_public<B>(req: &Request<B>) -> Result<bool, Reject> {
+        let Some(m) = req.extensions().get::<RouteMatch>() else {
+            return Err(Reject::Internal);
+        };
+        // Public routes skip authentication; the authorization stage gives them the
+        // anonymous identity.
+        Ok(m.route.config.public)
+    }
+}
+
+/// The synchronous stage (signed requests refused: they need [`AuthnLayer`]).
+impl Stage for Authn {
+    type State = ();
+
+    fn on_request<B>(&self, req: &mut Request<B>) -> Result<(), Reject> {
+        if Self::is_public(req)? {
+            return Ok(());
+        }
+        let result = self.authenticate(req);
+        self.settle(req, result)
     }
 }
 

@@ -87,6 +87,7 @@ fn verifiers(revs: Arc<Revs>) -> Verifiers {
         jwt: Some(Arc::new(FakeJwt)),
         api_keys: Some(Arc::new(FakeKeys)),
         revocations: Some(revs),
+        signature: None,
         metrics: Arc::default(),
     }
 }

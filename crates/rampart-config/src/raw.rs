@@ -129,6 +129,16 @@ pub struct CertMapping {
 #[derive(Debug, Clone, Default)]
 pub struct SignatureSection {
     pub max_age_s: Option<u64>,
+    /// `memory` (default) or `redis` (`[redis] url`, shared by several gateways).
+    pub nonce_store: Option<NonceStoreKind>,
+}
+
+/// Where `auth.signature` remembers nonces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NonceStoreKind {
+    #[default]
+    Memory,
+    Redis,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -367,10 +377,16 @@ fn auth(cx: &mut Cx<'_>, item: &Item) -> Option<AuthSection> {
         });
     }
     if let Some(i) = t.get("signature")
-        && let Some(s) = cx.table(i, "auth.signature", &["max_age_s"])
+        && let Some(s) = cx.table(i, "auth.signature", &["max_age_s", "nonce_store"])
     {
+        let nonce_store = match cx.opt_enum(&s, "nonce_store", &["memory", "redis"]) {
+            Some("redis") => Some(NonceStoreKind::Redis),
+            Some(_) => Some(NonceStoreKind::Memory),
+            None => None,
+        };
         a.signature = Some(SignatureSection {
             max_age_s: cx.opt_u64(&s, "max_age_s", 1, 3600),
+            nonce_store,
         });
     }
     Some(a)

@@ -25,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod dsse;
 pub mod envelope;
 mod keyring;

@@ -713,6 +713,10 @@ impl Stage for RouteStage {
                 None => p,
             };
             let mut parts = req.uri().clone().into_parts();
+            // Signed requests (RFC 9421) cover the target as sent, not as normalized.
+            if let Some(sent) = parts.path_and_query.clone() {
+                req.extensions_mut().insert(crate::SentTarget(sent));
+            }
             parts.path_and_query = Some(pq.parse().map_err(|_| Reject::BadTarget)?);
             *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Reject::BadTarget)?;
         }

@@ -84,6 +84,12 @@ pub struct RawTarget {
     pub refused: Option<Malformed>,
 }
 
+/// The request target exactly as the client sent it, put on the request by the route
+/// stage only when normalization rewrote it (signature verification covers the target
+/// as sent; the upstream receives the normalized one).
+#[derive(Debug, Clone)]
+pub struct SentTarget(pub http::uri::PathAndQuery);
+
 /// The request id, kept from a trusted proxy or minted here.
 #[derive(Debug, Clone)]
 pub struct RequestId(HeaderValue);

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use crate::body::{RespBody, full};
@@ -162,6 +162,10 @@ pub enum Challenge {
     InvalidToken,
     /// An API key was presented and refused.
     ApiKey,
+    /// An HTTP message signature (RFC 9421) was refused: `Accept-Signature` names the
+    /// components a signature must cover (with `content-digest` when the request has a
+    /// body).
+    Signature { body: bool },
 }
 
 impl Challenge {
@@ -170,7 +174,21 @@ impl Challenge {
             Self::Bearer => "Bearer realm=\"rampart\"",
             Self::InvalidToken => "Bearer error=\"invalid_token\"",
             Self::ApiKey => "ApiKey realm=\"rampart\"",
+            Self::Signature { .. } => "Signature realm=\"rampart\"",
         })
+    }
+
+    /// The `Accept-Signature` field (RFC 9421 §5.1) a signature refusal carries.
+    pub fn accept_signature(self) -> Option<HeaderValue> {
+        match self {
+            Self::Signature { body: false } => Some(HeaderValue::from_static(
+                "sig=(\"@method\" \"@target-uri\");created;nonce",
+            )),
+            Self::Signature { body: true } => Some(HeaderValue::from_static(
+                "sig=(\"@method\" \"@target-uri\" \"content-digest\");created;nonce",
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -401,6 +419,9 @@ impl Reject {
             }
             Self::Unauthenticated(f) => {
                 h.insert(header::WWW_AUTHENTICATE, f.challenge.header_value());
+                if let Some(v) = f.challenge.accept_signature() {
+                    h.insert(HeaderName::from_static("accept-signature"), v);
+                }
             }
             Self::AuthUnavailable(_) | Self::RateLimitUnavailable | Self::UpstreamBusy => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -119,6 +119,36 @@ impl JwtVerifier {
         self.verify_inner(token).map_err(|(f, _)| f)
     }
 
+    /// As [`JwtVerifier::verify`] (never waits), and says whether [`JwtVerifier::verify_async`]
+    /// could decide differently: `Err((failure, true))` for an unknown `kid` whose
+    /// refresh this call triggered or that is under way, or no key set while the first
+    /// fetch runs. A caller on an async path then awaits `verify_async`; every other
+    /// outcome (forged kids outside a refresh included) is final at once.
+    pub fn verify_or_retry(&self, token: &str) -> Result<VerifiedToken, (JwtFailure, bool)> {
+        let shared = &self.inner.shared;
+        self.verify_inner(token).map_err(|(f, kid)| {
+            let retry = match (f, kid) {
+                (JwtFailure::Unavailable, _) => shared.refresh_in_flight(),
+                (_, Some(triggered)) => triggered || shared.refresh_in_flight(),
+                _ => false,
+            };
+            (f, retry)
+        })
+    }
+
+    /// The second half of [`JwtVerifier::verify_or_retry`]: after it answered "retry",
+    /// waits (at most [`UNKNOWN_KID_WAIT`]) for the key set to change, unless it already
+    /// has, and verifies once more. Never asks for another refresh itself: the first call
+    /// did, and a refresh it started may not be marked in flight yet.
+    pub async fn verify_after_refresh(&self, token: &str) -> Result<VerifiedToken, JwtFailure> {
+        let mut rx = self.inner.shared.subscribe();
+        if let Ok(v) = self.verify_inner(token) {
+            return Ok(v);
+        }
+        let _ = tokio::time::timeout(UNKNOWN_KID_WAIT, rx.changed()).await;
+        self.verify_inner(token).map_err(|(f, _)| f)
+    }
+
     /// As [`JwtVerifier::verify`], but a token whose `kid` is unknown waits (at most
     /// [`UNKNOWN_KID_WAIT`]) for the refresh it triggered, or one under way, and is
     /// tried once more: a key rotated in at the identity provider is accepted on its

@@ -123,6 +123,25 @@ impl DeviceKey {
         Ok(Self::ed25519(key))
     }
 
+    /// An Ed25519 public key from either text form: an OpenSSH `ssh-ed25519` line or a
+    /// PEM SubjectPublicKeyInfo block.
+    pub fn ed25519_from_text(text: &str) -> Result<Self, KeyError> {
+        if text.contains("-----BEGIN") {
+            Self::ed25519_from_spki_pem(text)
+        } else {
+            Self::ed25519_from_openssh(text.trim())
+        }
+    }
+
+    /// The raw 32-byte public key of an Ed25519 device key (`None` for HMAC: a secret is
+    /// never handed out).
+    pub fn ed25519_public(&self) -> Option<[u8; 32]> {
+        match self.material {
+            Material::Ed25519(k) => Some(k),
+            Material::Hmac(_) => None,
+        }
+    }
+
     /// The device's algorithm.
     pub fn alg(&self) -> Algorithm {
         match self.material {

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "envelope",
         include_str!("../migrations/0002_envelope.sql"),
     ),
+    (3, "devices", include_str!("../migrations/0003_devices.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -62,6 +62,7 @@ mod apikeys;
 mod bus;
 mod cache;
 mod db;
+mod devices;
 pub mod key;
 mod revocation;
 mod sync;
@@ -75,6 +76,10 @@ pub use apikeys::{
 pub use bus::{MAX_MESSAGE_BYTES, MAX_REDIS_ENTRIES, RedisUrl};
 pub use cache::{ApiKeyCache, ApiKeyError};
 pub use db::{Backend, DEFAULT_URL, Store};
+pub use devices::{
+    DeviceAlg, DeviceCredentials, DeviceMaterial, DeviceRecord, DeviceSecret, Devices,
+    HMAC_SECRET_BYTES, MAX_DEVICES, MAX_OVERLAP_S, NewDevice, valid_device_name,
+};
 pub use revocation::{
     MAX_REASON_BYTES, MAX_VALUE_BYTES, NewRevocation, Revocation, RevocationKind, RevocationSet,
     Revocations, normalize_cert_fp,

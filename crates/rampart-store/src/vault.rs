@@ -289,6 +289,26 @@ impl Vault {
         Ok(())
     }
 
+    /// Encrypts `plaintext` as the secret `name` would be (bound to the name, under the
+    /// primary data key), for writers that insert the row in their own transaction:
+    /// `(data-key id, base64 ciphertext)`.
+    pub(crate) fn seal(
+        &self,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<(String, String), StoreError> {
+        check_name(name)?;
+        let ct = self.keys.encrypt(plaintext, &secret_context(name))?;
+        let dek = ciphertext_key_id(&ct)?.to_owned();
+        Ok((dek, b64(&ct)))
+    }
+
+    /// Decrypts a stored (base64) ciphertext of the secret `name`.
+    pub(crate) fn unseal(&self, name: &str, ct: &str) -> Result<Plaintext, StoreError> {
+        let ct = unb64(ct, "a secret ciphertext")?;
+        Ok(self.keys.decrypt(&ct, &secret_context(name))?)
+    }
+
     /// A secret's value; `None` when there is no such secret.
     pub async fn get_secret(&self, name: &str) -> Result<Option<Plaintext>, StoreError> {
         check_name(name)?;

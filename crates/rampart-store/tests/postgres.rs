@@ -33,7 +33,7 @@ async fn migrations_are_idempotent_and_shared() {
     let keys_b = ApiKeys::new(b.clone(), &pepper()).unwrap();
     let (rec, _) = keys_a.create(new_key("shared")).await.unwrap();
     assert_eq!(keys_b.list().await.unwrap(), vec![rec]);
-    assert_eq!(b.schema_version().await.unwrap(), 2);
+    assert_eq!(b.schema_version().await.unwrap(), 3);
     // The hash column holds 64 hex digits, never the key.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .connect(&schema.url())

@@ -58,7 +58,7 @@ async fn file_is_private_wal_and_holds_no_secret() {
     let again = Store::open_url("sqlite://rampart.db", Some(&dir))
         .await
         .unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(again.schema_version().await.unwrap(), 3);
     assert_eq!(
         ApiKeys::new(again.clone(), &pepper())
             .unwrap()

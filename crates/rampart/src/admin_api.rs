@@ -61,6 +61,7 @@ pub(crate) const RESOURCES: &[fn() -> Vec<Route>] = &[
     crate::admin_openapi::routes,
     crate::admin_revocations::routes,
     crate::admin_apikeys::routes,
+    crate::admin_devices::routes,
 ];
 
 /// Every route of every resource.
@@ -90,6 +91,29 @@ impl Call {
         self.caller.subject.as_deref().unwrap_or("")
     }
 
+    /// Whether the body is declared `application/json`.
+    pub(crate) fn is_json(&self) -> bool {
+        self.req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    }
+
+    /// `415` for a body that is not `application/json` (an empty body passes: the
+    /// handler decides whether it needs one).
+    pub(crate) fn json_or_empty(&self) -> Result<(), Box<AdminResponse>> {
+        if self.req.body().is_empty() || self.is_json() {
+            return Ok(());
+        }
+        Err(Box::new(admin_problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The body must be application/json.",
+        )))
+    }
+
     /// The body as `T`: `415` unless it is `application/json`, `400` with `hint` (a fixed
     /// text, never the parser's message, which may quote the input) unless it parses with
     /// known members only.
@@ -97,14 +121,7 @@ impl Call {
         &self,
         hint: &str,
     ) -> Result<T, Box<AdminResponse>> {
-        let is_json = self
-            .req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
+        if !self.is_json() {
             return Err(Box::new(admin_problem(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -127,6 +144,8 @@ pub(crate) struct Ctx {
     pub api_keys: Result<ApiKeys, String>,
     /// `GET /admin/openapi.json`, adapted to this gateway's auth modes.
     pub openapi: String,
+    /// `/admin/devices`: the devices of the `signature` mode.
+    pub devices: crate::admin_devices::DevicesApi,
     authn: Authn,
     /// The headers of the credential-bearing modes (`jwt`, `api_key`): an admin call
     /// presents exactly one credential.
@@ -145,6 +164,7 @@ pub fn build(cfg: &Config, auth: &AuthRuntime) -> Option<Arc<dyn AdminApi>> {
         }
     };
     let ctx = Ctx {
+        devices: crate::admin_devices::DevicesApi::new(cfg, store.clone()),
         revocations: Revocations::new(store.clone()),
         api_keys: ApiKeys::from_config(store.clone(), cfg).map_err(|e| e.to_string()),
         store,

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use rampart_admin::{Health, HealthProbe, MetricsSource, Reason, Severity};
 use rampart_authn::{
-    ApiKeyVerifier, AuthMetrics, KeyClaims, RevocationCheck, TokenClaims, TokenFailure,
-    TokenVerifier, Verifiers,
+    ApiKeyVerifier, AuthMetrics, DeviceDirectory, KeyClaims, RevocationCheck, SignatureAuth,
+    TokenClaims, TokenFailure, TokenVerifier, Verifiers,
 };
 use rampart_config::Config;
 use rampart_config::raw::AuthMode;
@@ -22,19 +22,37 @@ use rampart_store::{ApiKeyCache, RedisUrl, RevocationSet, Store};
 
 struct Jwt(JwtVerifier);
 
+fn token_claims(
+    r: Result<rampart_jwt::VerifiedToken, JwtFailure>,
+) -> Result<TokenClaims, TokenFailure> {
+    match r {
+        Ok(t) => Ok(TokenClaims {
+            subject: t.subject,
+            tenant: t.tenant,
+            scopes: t.scopes,
+            roles: t.roles,
+            jti: t.jti,
+        }),
+        Err(JwtFailure::Invalid(r)) => Err(TokenFailure::Invalid(r)),
+        Err(JwtFailure::Unavailable) => Err(TokenFailure::Unavailable),
+    }
+}
+
 impl TokenVerifier for Jwt {
+    /// From memory; an unknown kid whose refresh is under way (or no key set during the
+    /// first fetch) is `RetryAfterRefresh`, so the stage awaits `verify_wait`.
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenFailure> {
-        match self.0.verify(token) {
-            Ok(t) => Ok(TokenClaims {
-                subject: t.subject,
-                tenant: t.tenant,
-                scopes: t.scopes,
-                roles: t.roles,
-                jti: t.jti,
-            }),
-            Err(JwtFailure::Invalid(r)) => Err(TokenFailure::Invalid(r)),
-            Err(JwtFailure::Unavailable) => Err(TokenFailure::Unavailable),
+        match self.0.verify_or_retry(token) {
+            Err((JwtFailure::Invalid(r), true)) => Err(TokenFailure::RetryAfterRefresh(r)),
+            Err((JwtFailure::Unavailable, true)) => {
+                Err(TokenFailure::RetryAfterRefresh("jwks_unavailable"))
+            }
+            r => token_claims(r.map_err(|(f, _)| f)),
         }
+    }
+
+    fn verify_wait<'a>(&'a self, token: &'a str) -> rampart_authn::VerifyFuture<'a> {
+        Box::pin(async move { token_claims(self.0.verify_after_refresh(token).await) })
     }
 }
 
@@ -80,6 +98,7 @@ struct Probe {
     jwt: Option<JwtVerifier>,
     keys: Option<Arc<ApiKeyCache>>,
     revs: Option<Arc<RevocationSet>>,
+    devices: Option<Arc<DeviceDirectory>>,
     redis: bool,
 }
 
@@ -164,6 +183,14 @@ impl MetricsSource for Probe {
                 i64::try_from(k.len()).unwrap_or(i64::MAX),
             );
         }
+        if let Some(d) = &self.devices {
+            gauge(
+                out,
+                "rampart_devices",
+                "Devices with a live credential in the in-memory directory.",
+                i64::try_from(d.len()).unwrap_or(i64::MAX),
+            );
+        }
         if let Some(r) = &self.revs {
             gauge(
                 out,
@@ -195,14 +222,19 @@ pub struct AuthRuntime {
     pub sources: Vec<Arc<dyn MetricsSource>>,
 }
 
-fn wants_store(cfg: &Config) -> bool {
-    let api_key = cfg
-        .later
+fn has_mode(cfg: &Config, mode: AuthMode) -> bool {
+    cfg.later
         .auth
         .as_ref()
         .and_then(|a| a.modes.as_ref())
-        .is_some_and(|m| m.contains(&AuthMode::ApiKey));
-    api_key || cfg.later.store.is_some() || cfg.server.data_dir.is_some()
+        .is_some_and(|m| m.contains(&mode))
+}
+
+fn wants_store(cfg: &Config) -> bool {
+    has_mode(cfg, AuthMode::ApiKey)
+        || has_mode(cfg, AuthMode::Signature)
+        || cfg.later.store.is_some()
+        || cfg.server.data_dir.is_some()
 }
 
 /// Builds the verifiers `cfg` needs, loads the credential snapshot, starts the JWKS
@@ -214,12 +246,8 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
         Some(Err(e)) => return Err(format!("auth.jwt: {e}")),
         Some(Ok(s)) => Some(JwtVerifier::start(s, Arc::new(SystemClock))),
     };
-    let api_key_mode = cfg
-        .later
-        .auth
-        .as_ref()
-        .and_then(|a| a.modes.as_ref())
-        .is_some_and(|m| m.contains(&AuthMode::ApiKey));
+    let api_key_mode = has_mode(cfg, AuthMode::ApiKey);
+    let signature_mode = has_mode(cfg, AuthMode::Signature);
     let redis_url = match cfg.later.redis.as_ref().and_then(|r| r.url.as_ref()) {
         Some(s) => Some(RedisUrl::from_secret(s).map_err(|e| format!("redis.url: {e}"))?),
         None => None,
@@ -227,14 +255,14 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
     let (keys, revs, store) = if wants_store(cfg) {
         let store = match Store::open(cfg).await {
             Ok(s) => s,
-            Err(e) if api_key_mode || cfg.later.store.is_some() => {
+            Err(e) if api_key_mode || signature_mode || cfg.later.store.is_some() => {
                 return Err(format!("credential store: {e}"));
             }
             Err(e) => {
                 // Only the default SQLite file was implied by data_dir: say so and go on
                 // without a revocation list rather than refuse to serve.
                 tracing::warn!(error = %e, "no credential store: revocations are not enforced");
-                return Ok(finish(jwt, None, None, None, false, metrics, health));
+                return Ok(finish(jwt, None, None, None, None, false, metrics, health));
             }
         };
         let keys = match ApiKeyCache::from_config(cfg) {
@@ -262,10 +290,15 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
     } else {
         (None, None, None)
     };
+    let signature = match (&store, signature_mode) {
+        (Some(store), true) => Some(crate::device_sync::start(cfg, store).await?),
+        _ => None,
+    };
     Ok(finish(
         jwt,
         keys,
         revs,
+        signature,
         store,
         redis_url.is_some(),
         metrics,
@@ -273,10 +306,12 @@ pub async fn build(cfg: &Config, health: &Arc<Health>) -> Result<AuthRuntime, St
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     jwt: Option<JwtVerifier>,
     keys: Option<Arc<ApiKeyCache>>,
     revs: Option<Arc<RevocationSet>>,
+    signature: Option<Arc<SignatureAuth>>,
     store: Option<Store>,
     redis: bool,
     metrics: Arc<AuthMetrics>,
@@ -286,6 +321,7 @@ fn finish(
         jwt: jwt.clone(),
         keys: keys.clone(),
         revs: revs.clone(),
+        devices: signature.as_ref().map(|s| Arc::clone(s.devices())),
         redis,
     });
     health.add_probe(Arc::clone(&probe) as Arc<dyn HealthProbe>);
@@ -295,6 +331,7 @@ fn finish(
         revocations: revs
             .clone()
             .map(|r| Arc::new(Revs(r)) as Arc<dyn RevocationCheck>),
+        signature,
         metrics: Arc::clone(&metrics),
     };
     AuthRuntime {

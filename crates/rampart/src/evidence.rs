@@ -10,14 +10,13 @@
 //! reads the bundle in memory within fixed bounds; it never extracts to disk.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
 use clap::Subcommand;
 use flate2::Compression;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use rampart_crypto::TrustedKeys;
 use rampart_crypto::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1};
@@ -25,12 +24,8 @@ use serde_json::json;
 
 /// The in-toto predicate type of a rampart evidence bundle.
 pub const PREDICATE_TYPE: &str = "https://rampart.dev/evidence-bundle/v1";
-/// Most files a bundle holds.
-const MAX_FILES: usize = 100_000;
-/// Most bytes a bundle holds, uncompressed (files plus metadata).
-const MAX_TOTAL_BYTES: u64 = 4 << 30;
-/// Largest statement or envelope read.
-const MAX_META_BYTES: u64 = 64 << 20;
+/// The reader's bounds (`rampart_crypto::bundle`), which `pack` keeps to as well.
+use rampart_crypto::bundle::{MAX_FILES, MAX_TOTAL_BYTES};
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
@@ -247,84 +242,6 @@ fn write_0640(out: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
 }
 
-struct Bundle {
-    files: BTreeMap<String, String>,
-    statement: Option<Vec<u8>>,
-    envelope: Option<Vec<u8>>,
-}
-
-/// Reads a bundle in memory: file digests, statement and envelope. Anything but regular
-/// files under `files/` and the two metadata files is refused.
-fn read_bundle(path: &Path) -> Result<Bundle, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut ar = tar::Archive::new(GzDecoder::new(f).take(MAX_TOTAL_BYTES));
-    let mut b = Bundle {
-        files: BTreeMap::new(),
-        statement: None,
-        envelope: None,
-    };
-    let entries = ar
-        .entries()
-        .map_err(|e| format!("not a .tar.gz bundle: {e}"))?;
-    for e in entries {
-        let mut e = e.map_err(|e| format!("not a .tar.gz bundle: {e}"))?;
-        if e.header().entry_type() != tar::EntryType::Regular {
-            return Err("the bundle holds an entry that is not a regular file".into());
-        }
-        let name = e
-            .path()
-            .map_err(|_| "an entry name is not valid".to_owned())?
-            .to_str()
-            .ok_or("an entry name is not UTF-8")?
-            .to_owned();
-        if b.files.len() >= MAX_FILES {
-            return Err(format!("more than {MAX_FILES} entries"));
-        }
-        match name.as_str() {
-            "statement.json" | "envelope.dsse.json" => {
-                let mut v = Vec::new();
-                (&mut e)
-                    .take(MAX_META_BYTES)
-                    .read_to_end(&mut v)
-                    .map_err(|e| format!("{name}: {e}"))?;
-                let slot = if name == "statement.json" {
-                    &mut b.statement
-                } else {
-                    &mut b.envelope
-                };
-                if slot.replace(v).is_some() {
-                    return Err(format!("{name} appears twice"));
-                }
-            }
-            n => {
-                let rel = n
-                    .strip_prefix("files/")
-                    .filter(|r| {
-                        !r.is_empty()
-                            && Path::new(r)
-                                .components()
-                                .all(|c| matches!(c, Component::Normal(_)))
-                    })
-                    .ok_or_else(|| format!("unexpected entry `{n}`"))?
-                    .to_owned();
-                let mut ctx = aws_lc_rs::digest::Context::new(&SHA256);
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let k = e.read(&mut buf).map_err(|e| format!("{n}: {e}"))?;
-                    let Some(chunk) = buf.get(..k).filter(|c| !c.is_empty()) else {
-                        break;
-                    };
-                    ctx.update(chunk);
-                }
-                if b.files.insert(rel, hex(ctx.finish().as_ref())).is_some() {
-                    return Err(format!("`{n}` appears twice"));
-                }
-            }
-        }
-    }
-    Ok(b)
-}
-
 fn trusted(keyring: Option<PathBuf>, config: &[PathBuf]) -> Result<TrustedKeys, u8> {
     let path = match keyring {
         Some(p) => p,
@@ -354,7 +271,8 @@ fn verify(keyring: Option<PathBuf>, config: &[PathBuf], bundle: &Path) -> Result
         eprintln!("FAIL: {m}");
         1u8
     };
-    let b = read_bundle(bundle).map_err(fail)?;
+    let f = std::fs::File::open(bundle).map_err(|e| fail(format!("{}: {e}", bundle.display())))?;
+    let b = rampart_crypto::bundle::read_bundle(f).map_err(fail)?;
     let env_bytes = b
         .envelope
         .ok_or_else(|| fail("no envelope.dsse.json".into()))?;

@@ -6,6 +6,7 @@
 
 mod admin_api;
 mod admin_apikeys;
+mod admin_devices;
 mod admin_openapi;
 mod admin_revocations;
 mod apikey;
@@ -15,6 +16,8 @@ mod auth;
 mod check;
 mod crypto;
 mod demo;
+mod device;
+mod device_sync;
 mod echo;
 mod evidence;
 mod keys;
@@ -93,6 +96,12 @@ enum Command {
         after_help = "Examples:\n  rampart apikey create --config rampart.toml --name ci --tenant acme --scopes \"jobs metrics\" --expires 90d\n  rampart apikey list --config rampart.toml --format json\n  rampart apikey revoke --config rampart.toml 4fGh7Kq2LmN9"
     )]
     Apikey(apikey::ApiKeyCommand),
+    /// Device credentials for signed requests: create, rotate, revoke, list.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rampart device create --config rampart.toml --name sensor-7 --tenant acme --scopes telemetry --alg hmac-sha256\n  rampart device create --config rampart.toml --name cam-2 --tenant acme --alg ed25519 --public-key cam-2.pub\n  rampart device rotate --config rampart.toml sensor-7 --overlap 1h\n  rampart device revoke --config rampart.toml sensor-7\n  rampart device list --config rampart.toml --format json"
+    )]
+    Device(device::DeviceCommand),
     /// Add a token id, subject, client certificate or API key to the revocation list.
     #[command(
         after_help = "Examples:\n  rampart revoke --config rampart.toml --jti 3f2c9a --until 2027-01-31T00:00:00Z\n  rampart revoke --config rampart.toml --subject mallory@example.com\n  rampart revoke --config rampart.toml --cert-fp SHA256:AB:CD:… --until 30d\n\nExit status: 0 recorded, 1 the store failed or the API key does not exist, 2 usage or configuration error."
@@ -183,6 +192,7 @@ fn main() -> ExitCode {
         Command::Sbom => sbom::run(),
         Command::Echo { listen, fixed } => echo::run_blocking(listen, fixed),
         Command::Apikey(cmd) => apikey::run(cmd),
+        Command::Device(cmd) => device::run(cmd),
         Command::Revoke(args) => revoke::run(args),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),

@@ -264,3 +264,58 @@ fn jwks_down_at_start_answers_503_then_recovers() {
     eventually("healthy", || gw.admin_get("/healthz").status == 200);
     drop(rt);
 }
+
+/// A key rotated in at the identity provider is accepted on its first use (the gateway
+/// waits, bounded, for the refresh the unknown kid triggered), while 50 forged kids
+/// still fail at once and cost at most a handful of JWKS fetches. The TTL is long, so
+/// only the unknown-kid refresh can have fetched the new key.
+#[test]
+fn rotated_kid_accepted_on_first_use() {
+    let rt = runtime();
+    let idp = rt.block_on(TestServer::start());
+    let (k1, k2) = (TestKey::rsa("k1"), TestKey::ed25519("k2-new"));
+    idp.set("/jwks.json", Reply::Json(jwks(&[&k1])));
+    let up = Upstream::start();
+    let cfg = config(&up, &idp.url("/jwks.json")).replace("jwks_ttl_s = 1", "jwks_ttl_s = 300");
+    let gw = Gateway::start(&cfg);
+    eventually("first key set", || {
+        bearer(&gw, &k1.token("RS256", &claims("alice"))).status == 200
+    });
+
+    // A refresh forced by an unknown kid may have happened at start (no key set yet):
+    // let the once-per-interval limit (rampart_jwt DEFAULT_UNKNOWN_KID_INTERVAL) pass.
+    std::thread::sleep(rampart_jwt::DEFAULT_UNKNOWN_KID_INTERVAL + Duration::from_secs(1));
+    // Rotation at the identity provider: the very first request with the new kid passes.
+    idp.set("/jwks.json", Reply::Json(jwks(&[&k1, &k2])));
+    let before = idp.hits("/jwks.json");
+    let r = bearer(&gw, &k2.token("EdDSA", &claims("carol")));
+    assert_eq!(r.status, 200, "first use of a rotated-in kid: {}", r.text());
+    assert_eq!(up.last().header("x-rampart-subject"), Some("carol"));
+    assert!(
+        idp.hits("/jwks.json") > before,
+        "the unknown kid triggered no fetch"
+    );
+
+    // Forged kids: refused, and they cost at most a handful of fetches (the refresh
+    // requests are rate-limited; the wait is bounded by the one refresh in flight).
+    let forged: Vec<String> = (0..50)
+        .map(|i| TestKey::es256(&format!("forged-{i}")).token("ES256", &claims("mallory")))
+        .collect();
+    let before = idp.hits("/jwks.json");
+    let started = Instant::now();
+    for t in &forged {
+        refused(&gw, t, "forged kid");
+    }
+    let fetched = idp.hits("/jwks.json") - before;
+    assert!(
+        fetched <= 5,
+        "{fetched} JWKS fetches for 50 forged kids in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "forged kids were held for {:?}",
+        started.elapsed()
+    );
+    drop(rt);
+}

@@ -142,7 +142,7 @@ pub async fn store_contract(store: Store) {
     use rampart_store::*;
     use std::sync::Arc;
 
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     let keys = ApiKeys::new(store.clone(), &pepper()).unwrap();
     let cache = Arc::new(ApiKeyCache::new(&pepper()).unwrap());
     let revs = Arc::new(RevocationSet::new());

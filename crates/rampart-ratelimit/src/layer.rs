@@ -177,10 +177,18 @@ fn overridden(tier: &Tier, o: &rampart_http::RateOverride) -> (Limit, Option<Hea
     }
 }
 
+/// `"tier";r=N;t=M`, built without `fmt` (this runs on every response of a limited
+/// route).
 fn state_header(tier: &str, v: &Verdict) -> Option<HeaderValue> {
-    let mut s = String::with_capacity(tier.len() + 32);
-    let _ = write!(s, "\"{tier}\";r={};t={}", v.remaining, v.reset_s());
-    HeaderValue::from_str(&s).ok()
+    let mut num = itoa::Buffer::new();
+    let mut s = Vec::with_capacity(tier.len() + 32);
+    s.push(b'"');
+    s.extend_from_slice(tier.as_bytes());
+    s.extend_from_slice(b"\";r=");
+    s.extend_from_slice(num.format(v.remaining).as_bytes());
+    s.extend_from_slice(b";t=");
+    s.extend_from_slice(num.format(v.reset_s()).as_bytes());
+    HeaderValue::from_bytes(&s).ok()
 }
 
 /// The key of the caller: `id` + method + subject when authenticated, else `ip` + the
@@ -205,13 +213,16 @@ fn identity_key<B>(tier: &str, a: &Authorized<B>) -> Option<String> {
                 .get::<ClientAddr>()?
                 .ip
                 .to_canonical();
-            let _ = match ip {
-                IpAddr::V4(v4) => write!(k, "ip\0{v4}"),
+            match ip {
+                IpAddr::V4(_) => {
+                    k.push_str("ip\0");
+                    rampart_http::push_ip(&mut k, ip);
+                }
                 IpAddr::V6(v6) => {
                     let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    write!(k, "ip6\0{}/64", std::net::Ipv6Addr::from(prefix))
+                    let _ = write!(k, "ip6\0{}/64", std::net::Ipv6Addr::from(prefix));
                 }
-            };
+            }
         }
     }
     Some(k)

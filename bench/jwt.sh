@@ -23,8 +23,16 @@ CONNS=${CONNS:-64}
 ALGS=${ALGS:-"RS256 ES256"}
 MODES=${MODES:-"repeated fresh badsig"}
 TARGETS=${TARGETS:-"rampart haproxy"}
+# Request path. With TARGETS="rampart rampart-rbac" REQ_PATH=/tenants/acme/jobs the run
+# compares JWT alone (bench/jwt/rampart.toml, catch-all route, RBAC off) with JWT + RBAC +
+# tenant check (bench/jwt/rampart-rbac.toml: `/tenants/{tenant}/jobs` needing scope `jobs`).
+REQ_PATH=${REQ_PATH:-/}
+export REQ_PATH
 # Enough distinct tokens that no fresh-token run wraps around (checked and reported).
 TOKENS=${TOKENS:-200000}
+# Pre-signed requests per device algorithm for the modes `hmac` and `ed25519` (target
+# rampart-sig: bench/jwt/rampart-sig.toml, JWT and signed requests on one gateway).
+SIGNED=${SIGNED:-100000}
 BENCH_PORT_BASE=${BENCH_PORT_BASE:-18180}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -121,16 +129,40 @@ pids+=("$!")
 wait_ready upstream "$!" "http://127.0.0.1:$port_upstream/"
 
 one_token=$(head -1 "$out/keys/ES256.one.txt")
-if [[ " $TARGETS " == *" rampart "* ]]; then
-  sed -e "s|127.0.0.1:18081|127.0.0.1:$port_rampart|" -e "s|127.0.0.1:18082|127.0.0.1:$port_admin|" \
+port_of_variant=$((BENCH_PORT_BASE + 10))
+declare -A url_by
+for t in $TARGETS; do
+  [[ $t == rampart* ]] || continue
+  conf=$here/jwt/$t.toml
+  [[ -f $conf ]] || die "no configuration $conf for target $t"
+  port_pub=$port_of_variant
+  port_adm=$((port_of_variant + 1))
+  port_of_variant=$((port_of_variant + 2))
+  mkdir -m 0700 -p "$out/data-$t"
+  head -c 32 /dev/urandom | base64 >"$out/data-$t/kek"
+  chmod 0600 "$out/data-$t/kek"
+  sed -e "s|127.0.0.1:18081|127.0.0.1:$port_pub|" -e "s|127.0.0.1:18082|127.0.0.1:$port_adm|" \
       -e "s|http://127.0.0.1:18080|http://127.0.0.1:$port_upstream|" \
-      -e "s|http://127.0.0.1:18085|http://127.0.0.1:$port_jwks|" "$here/jwt/rampart.toml" >"$out/rampart.toml"
-  taskset -c "$PROXY_CPU" "$bin" serve --config "$out/rampart.toml" \
-    >"$out/rampart.access.jsonl" 2>"$out/rampart.stderr.log" &
-  pid_of[rampart]=$!
+      -e "s|http://127.0.0.1:18085|http://127.0.0.1:$port_jwks|" -e "s|@DATA@|$out/data-$t|g" \
+      "$conf" >"$out/$t.toml"
+  if grep -q '"signature"' "$out/$t.toml"; then
+    # Signed-request runs: two devices, then SIGNED pre-signed requests of each kind.
+    python3 "$here/jwt/presign.py" "$out/keys" 0 x
+    "$bin" device create --name bench-hmac --tenant acme --scopes "jobs metrics" --alg hmac-sha256 \
+      --format json --config "$out/$t.toml" 2>"$out/device.log" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])' >"$out/keys/hmac.secret"
+    "$bin" device create --name bench-ed --tenant acme --scopes "jobs metrics" --alg ed25519 \
+      --public-key "$out/keys/device.pub" --config "$out/$t.toml" >>"$out/device.log" 2>&1
+    say "pre-signing $SIGNED requests per device algorithm"
+    python3 "$here/jwt/presign.py" "$out/keys" "$SIGNED" "http://127.0.0.1:$port_pub$REQ_PATH" sign
+  fi
+  taskset -c "$PROXY_CPU" "$bin" serve --config "$out/$t.toml" \
+    >"$out/$t.access.jsonl" 2>"$out/$t.stderr.log" &
+  pid_of[$t]=$!
   pids+=("$!")
-  wait_ready rampart "$!" "http://127.0.0.1:$port_rampart/" "Authorization: Bearer $one_token"
-fi
+  url_by[$t]="http://127.0.0.1:$port_pub"
+  wait_ready "$t" "$!" "${url_by[$t]}$REQ_PATH" "Authorization: Bearer $one_token"
+done
 if [[ " $TARGETS " == *" haproxy "* ]]; then
   sed -e "s|@PREFIX@|$out/keys|g" -e "s|@UPSTREAM_PORT@|$port_upstream|g" \
       -e "s|@HAPROXY_PORT@|$port_haproxy|g" "$here/jwt/haproxy.cfg.in" >"$out/haproxy.cfg"
@@ -141,7 +173,8 @@ if [[ " $TARGETS " == *" haproxy "* ]]; then
   pids+=("$!")
   wait_ready haproxy "$!" "http://127.0.0.1:$port_haproxy/"
 fi
-url_of() { case $1 in rampart) echo "http://127.0.0.1:$port_rampart/" ;; haproxy) echo "http://127.0.0.1:$port_haproxy/" ;; esac; }
+url_by[haproxy]="http://127.0.0.1:$port_haproxy"
+url_of() { echo "${url_by[$1]}$REQ_PATH"; }
 
 # Both proxies must do the job before anything is measured: valid → 200, bad → 401.
 for t in $TARGETS; do
@@ -173,21 +206,25 @@ for alg in $ALGS; do
         repeated) file=$out/keys/$alg.one.txt ;;
         fresh) file=$out/keys/$alg.fresh.txt ;;
         badsig) file=$out/keys/$alg.badsig.txt ;;
+        hmac | ed25519)
+          # Signed requests: only the target that knows the devices.
+          grep -q '"signature"' "$out/$t.toml" 2>/dev/null || continue
+          file=$out/keys/$mode.signed.txt ;;
       esac
-      key="$t.$alg"
+      key="$t.$(basename "$file")"
       start=${next_token[$key]:-0}
       name="$t.$alg.$mode"
       say "$name: warm-up ${WARMUP}s, closed loop ${DURATION}s x $CONNS connections"
       taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -s "$here/jwt/tokens.lua" "$(url_of "$t")" \
         -- "$file" "$start" >"$out/$name.warmup.txt" 2>&1
       used=$(awk '/requests in/ {print $1}' "$out/$name.warmup.txt")
-      start=$((start + ${used:-0}))
+      start=$((start + ${used:-0} + CONNS))
       before=$(cpu_ticks "${pid_of[$t]}")
       taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$here/jwt/tokens.lua" \
         "$(url_of "$t")" -- "$file" "$start" >"$out/$name.closed.txt" 2>&1
       after=$(cpu_ticks "${pid_of[$t]}")
       used=$(awk '/requests in/ {print $1}' "$out/$name.closed.txt")
-      [[ $mode == fresh ]] && next_token[$key]=$((start + ${used:-0}))
+      [[ $mode == repeated || $mode == badsig ]] || next_token[$key]=$((start + ${used:-0} + CONNS))
       echo "ticks_before=$before ticks_after=$after clk_tck=$clk_tck" >"$out/$name.cpu.txt"
       say "$name: $(awk '/^Requests\/sec:/ {print $2}' "$out/$name.closed.txt") req/s"
     done

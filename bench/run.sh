@@ -22,7 +22,10 @@ RSS_CONNS=${RSS_CONNS:-1000}      # keep-alive connections for rampart's peak-RS
 RSS_DURATION=${RSS_DURATION:-10}
 BENCH_PORT_BASE=${BENCH_PORT_BASE:-18080}
 BENCH_TARGETS=${BENCH_TARGETS:-"upstream rampart nginx haproxy"}
-BENCH_UPSTREAM=${BENCH_UPSTREAM:-rampart}   # "rampart" (rampart echo) or "nginx" stand-in
+BENCH_UPSTREAM=${BENCH_UPSTREAM:-rampart}
+# rampart's configuration (bench/rampart.toml; bench/rampart-audit.toml and
+# bench/rampart-ratelimit.toml add the audit trail and the rate limiter to it).
+RAMPART_CONFIG=${RAMPART_CONFIG:-$here/rampart.toml}   # "rampart" (rampart echo) or "nginx" stand-in
 PROXY_CPU=${PROXY_CPU:-0}         # proxy under test and upstream
 LOAD_CPU=${LOAD_CPU:-1}           # load generator
 
@@ -171,8 +174,15 @@ start_upstream() {
 }
 
 start_rampart() {
+  # @DATA@ in the configuration: a private data root for this run (audit segments, keys).
+  mkdir -m 0700 -p "$out/data"
   sed -e "s|127.0.0.1:18081|127.0.0.1:$port_rampart|" -e "s|127.0.0.1:18082|127.0.0.1:$port_admin|" \
-      -e "s|http://127.0.0.1:18080|http://127.0.0.1:$port_upstream|" "$here/rampart.toml" >"$out/rampart.toml"
+      -e "s|http://127.0.0.1:18080|http://127.0.0.1:$port_upstream|" -e "s|@DATA@|$out/data|g" \
+      "$RAMPART_CONFIG" >"$out/rampart.toml"
+  if grep -q '^\[signing\]' "$out/rampart.toml"; then
+    "$bin" keys generate --config "$out/rampart.toml" >"$out/keys.log" 2>&1 \
+      || { cat "$out/keys.log" >&2; die "rampart keys generate failed"; }
+  fi
   # stdout carries the JSON access log: written to a real file, as in production.
   taskset -c "$PROXY_CPU" "$bin" serve --config "$out/rampart.toml" \
     >"$out/rampart.access.jsonl" 2>"$out/rampart.stderr.log" &

@@ -42,7 +42,7 @@ def sign(alg, key, data: bytes) -> bytes:
 def token(alg, kid, key, i: int, exp: int) -> str:
     header = b64(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}, separators=(",", ":")).encode())
     claims = {"iss": ISS, "aud": AUD, "sub": f"user-{i % 1000}", "iat": exp - 86400 * 365,
-              "exp": exp, "jti": f"{alg}-{i}", "scope": "jobs metrics"}
+              "exp": exp, "jti": f"{alg}-{i}", "scope": "jobs metrics", "tenant": "acme"}
     payload = b64(json.dumps(claims, separators=(",", ":")).encode())
     signing_input = f"{header}.{payload}".encode()
     return f"{header}.{payload}.{b64(sign(alg, key, signing_input))}"

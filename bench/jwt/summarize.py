@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from summarize import parse_cpu, parse_wrk, fmt_latency  # noqa: E402
 
-MODES = ["repeated", "fresh", "badsig"]
+MODES = ["repeated", "fresh", "badsig", "hmac", "ed25519"]
 
 
 def main():
@@ -41,24 +41,30 @@ def main():
 
     print((out / "meta.txt").read_text() if (out / "meta.txt").exists() else "", end="")
     print()
-    print("| proxy | alg | token | req/s | p50 | p99 | CPU µs/req | rampart CPU / HAProxy |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| proxy | alg | token | req/s | p50 | p99 | CPU µs/req | CPU / HAProxy | CPU / rampart |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     algs = sorted({k[1] for k in runs})
+    targets = sorted({k[0] for k in runs}, key=lambda t: (t == "haproxy", t))
     warnings = []
     for alg in algs:
         for mode in MODES:
-            for target in ("rampart", "haproxy"):
+            for target in targets:
                 w = runs.get((target, alg, mode))
                 if not w:
                     continue
                 ratio = ""
-                if target == "rampart":
+                base = ""
+                if target != "haproxy":
                     h = runs.get(("haproxy", alg, mode))
                     if h and h.get("cpu_us") and w.get("cpu_us"):
                         ratio = f"{w['cpu_us'] / h['cpu_us']:.2f}×"
+                if target not in ("haproxy", "rampart"):
+                    r = runs.get(("rampart", alg, mode))
+                    if r and r.get("cpu_us") and w.get("cpu_us"):
+                        base = f"{w['cpu_us'] / r['cpu_us']:.2f}×"
                 cpu = f"{w['cpu_us']:.1f}" if w.get("cpu_us") else "?"
                 print(f"| {target} | {alg} | {mode} | {w['rps']:,.0f} | {fmt_latency(w['p50'])} | "
-                      f"{fmt_latency(w['p99'])} | {cpu} | {ratio} |")
+                      f"{fmt_latency(w['p99'])} | {cpu} | {ratio} | {base} |")
                 for x in w["warnings"]:
                     warnings.append(f"{target} {alg} {mode}: {x}")
     for alg in algs:

@@ -251,7 +251,15 @@ where
     authn.verifiers.metrics.success("signature");
     head.extensions.insert(Arc::new(identity));
     let body = match verified.body {
-        Some(checker) if has_body => AuthnBody::checked(body, checker),
+        Some(checker) if has_body => {
+            // A body that turns out not to match is refused like any other signature.
+            let (_, reject) = fail("signature", "digest_mismatch", challenge);
+            AuthnBody::checked(
+                body,
+                checker,
+                Some((reject, Arc::clone(&authn.verifiers.metrics))),
+            )
+        }
         _ => AuthnBody::plain(body),
     };
     Ok(Request::from_parts(head, body))

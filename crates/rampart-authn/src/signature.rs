@@ -169,6 +169,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         check: Option<Box<DigestChecker>>,
+        // What the client is answered when the digest does not match, and where that is
+        // counted.
+        on_mismatch: Option<Box<(rampart_http::Reject, Arc<crate::AuthMetrics>)>>,
         held: Option<Bytes>,
         trailers: Option<http::HeaderMap>,
         ended: bool,
@@ -181,17 +184,25 @@ impl<B> AuthnBody<B> {
         AuthnBody {
             inner,
             check: None,
+            on_mismatch: None,
             held: None,
             trailers: None,
             ended: false,
         }
     }
 
-    /// Checks `inner` against `checker`.
-    pub fn checked(inner: B, checker: DigestChecker) -> Self {
+    /// Checks `inner` against `checker`. On a mismatch the body fails with
+    /// [`rampart_http::BodyRefused`] carrying `refusal` (counted in `metrics` as
+    /// `digest_mismatch`), so the client is answered as for any signature refusal.
+    pub fn checked(
+        inner: B,
+        checker: DigestChecker,
+        refusal: Option<(rampart_http::Reject, Arc<crate::AuthMetrics>)>,
+    ) -> Self {
         AuthnBody {
             inner,
             check: Some(Box::new(checker)),
+            on_mismatch: refusal.map(Box::new),
             held: None,
             trailers: None,
             ended: false,
@@ -259,6 +270,11 @@ where
                 if !ok {
                     *this.held = None;
                     *this.trailers = None;
+                    if let Some(m) = this.on_mismatch.take() {
+                        let (reject, metrics) = *m;
+                        metrics.failure("signature", "digest_mismatch");
+                        return Poll::Ready(Some(Err(Box::new(rampart_http::BodyRefused(reject)))));
+                    }
                     return Poll::Ready(Some(Err(Box::new(DigestMismatch))));
                 }
                 if let Some(data) = this.held.take() {
@@ -334,17 +350,25 @@ mod tests {
 
     #[tokio::test]
     async fn matching_body_streams_whole() {
-        let b = AuthnBody::checked(chunks(&[b"hello ", b"", b"world"]), checker(b"hello world"));
+        let b = AuthnBody::checked(
+            chunks(&[b"hello ", b"", b"world"]),
+            checker(b"hello world"),
+            None,
+        );
         assert_eq!(drain(b).await, (b"hello world".to_vec(), true));
     }
 
     #[tokio::test]
     async fn altered_body_never_yields_its_last_chunk() {
-        let b = AuthnBody::checked(chunks(&[b"hello ", b"wor1d"]), checker(b"hello world"));
+        let b = AuthnBody::checked(
+            chunks(&[b"hello ", b"wor1d"]),
+            checker(b"hello world"),
+            None,
+        );
         let (seen, ok) = drain(b).await;
         assert!(!ok);
         assert_eq!(seen, b"hello ");
-        let b = AuthnBody::checked(chunks(&[b"X"]), checker(b"Y"));
+        let b = AuthnBody::checked(chunks(&[b"X"]), checker(b"Y"), None);
         assert_eq!(drain(b).await, (Vec::new(), false));
     }
 
@@ -366,13 +390,13 @@ mod tests {
             let (a, b) = body.split_at(cut);
             let (a, b): (&'static [u8], &'static [u8]) =
                 (Box::leak(a.to_vec().into_boxed_slice()), Box::leak(b.to_vec().into_boxed_slice()));
-            let (seen, ok) = rt.block_on(drain(AuthnBody::checked(chunks(&[a, b]), checker(&body))));
+            let (seen, ok) = rt.block_on(drain(AuthnBody::checked(chunks(&[a, b]), checker(&body), None)));
             proptest::prop_assert!(ok);
             proptest::prop_assert_eq!(&seen, &body);
             let mut bad = body.clone();
             let i = flip % bad.len();
             bad[i] ^= 1;
-            let (seen, ok) = rt.block_on(drain(AuthnBody::checked(chunks(&[a, b]), checker(&bad))));
+            let (seen, ok) = rt.block_on(drain(AuthnBody::checked(chunks(&[a, b]), checker(&bad), None)));
             proptest::prop_assert!(!ok);
             proptest::prop_assert!(seen.len() < body.len());
         }

@@ -53,6 +53,27 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// A request body refused part-way by a stage before it reached its end (a signed body
+/// whose `Content-Digest` does not match): the forwarding stage answers with this refusal
+/// (for instance 401 with `Accept-Signature`) instead of counting an upstream error.
+#[derive(Debug, thiserror::Error)]
+#[error("request body refused ({})", .0.reason())]
+pub struct BodyRefused(pub crate::Reject);
+
+impl BodyRefused {
+    /// The refusal carried somewhere in the source chain of `e`, if any.
+    pub fn find(e: &(dyn std::error::Error + 'static)) -> Option<crate::Reject> {
+        let mut cur = Some(e);
+        while let Some(c) = cur {
+            if let Some(r) = c.downcast_ref::<BodyRefused>() {
+                return Some(r.0.clone());
+            }
+            cur = c.source();
+        }
+        None
+    }
+}
+
 /// Set when a [`LimitedBody`] refused to go past its limit, so the forwarding stage can
 /// answer 413 instead of 502 when the upstream request fails because of it.
 #[derive(Debug, Clone, Default)]

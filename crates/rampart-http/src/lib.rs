@@ -39,7 +39,9 @@ use http::HeaderValue;
 use http::header::HeaderName;
 
 pub use authorize::{Authorize, AuthorizeLayer, Grant, RoutePolicy};
-pub use body::{BodyLimitTripped, BoxError, LimitedBody, RespBody, StreamEnd, empty, full};
+pub use body::{
+    BodyLimitTripped, BodyRefused, BoxError, LimitedBody, RespBody, StreamEnd, empty, full,
+};
 pub use boxed::{BoxStack, BoxStackFuture};
 pub use layers::*;
 pub use metrics::GatewayMetrics;

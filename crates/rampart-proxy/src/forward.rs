@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rampart_http::body::{BodyLimitTripped, BoxError, RespBody, StreamEnd};
+use rampart_http::body::{BodyLimitTripped, BodyRefused, BoxError, RespBody, StreamEnd};
 use rampart_http::{
     Authorized, ClientAddr, GatewayMetrics, Reject, RequestId, Resp, X_RAMPART_AUTH,
     X_RAMPART_SCOPES, X_RAMPART_SUBJECT, X_RAMPART_TENANT, strip_hop_by_hop,
@@ -344,6 +344,9 @@ where
                 Err(e) if fail.tripped.as_ref().is_some_and(BodyLimitTripped::is_set) => {
                     fail.answer(false, &e)
                 }
+                Err(e) if let Some(reject) = BodyRefused::find(&e) => {
+                    reject.into_response(fail.request_id.as_ref())
+                }
                 Err(_) if fate.timed_out() => {
                     Reject::ClientBodyTimeout.into_response(fail.request_id.as_ref())
                 }
@@ -513,6 +516,11 @@ impl Failure {
     /// failures (a silent or broken body, a disconnect) are not upstream errors.
     fn exchange_failed(&self, e: upstream::ExchangeError) -> Resp {
         let request_id = self.request_id.as_ref();
+        if let upstream::ExchangeError::Body(b) = &e
+            && let Some(reject) = BodyRefused::find(b.as_ref())
+        {
+            return reject.into_response(request_id);
+        }
         match &e {
             upstream::ExchangeError::ClientBodyTimeout(_) => {
                 Reject::ClientBodyTimeout.into_response(request_id)

@@ -251,14 +251,9 @@ where
     authn.verifiers.metrics.success("signature");
     head.extensions.insert(Arc::new(identity));
     let body = match verified.body {
+        // A body that turns out not to match is refused like any other signature.
         Some(checker) if has_body => {
-            // A body that turns out not to match is refused like any other signature.
-            let (_, reject) = fail("signature", "digest_mismatch", challenge);
-            AuthnBody::checked(
-                body,
-                checker,
-                Some((reject, Arc::clone(&authn.verifiers.metrics))),
-            )
+            AuthnBody::checked(body, checker, Some(Arc::clone(&authn.verifiers.metrics)))
         }
         _ => AuthnBody::plain(body),
     };

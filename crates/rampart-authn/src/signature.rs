@@ -169,9 +169,9 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         check: Option<Box<DigestChecker>>,
-        // What the client is answered when the digest does not match, and where that is
-        // counted.
-        on_mismatch: Option<Box<(rampart_http::Reject, Arc<crate::AuthMetrics>)>>,
+        // Set: a mismatch is refused as a signature failure (counted here); unset: it is
+        // a plain body error.
+        metrics: Option<Arc<crate::AuthMetrics>>,
         held: Option<Bytes>,
         trailers: Option<http::HeaderMap>,
         ended: bool,
@@ -184,25 +184,26 @@ impl<B> AuthnBody<B> {
         AuthnBody {
             inner,
             check: None,
-            on_mismatch: None,
+            metrics: None,
             held: None,
             trailers: None,
             ended: false,
         }
     }
 
-    /// Checks `inner` against `checker`. On a mismatch the body fails with
-    /// [`rampart_http::BodyRefused`] carrying `refusal` (counted in `metrics` as
-    /// `digest_mismatch`), so the client is answered as for any signature refusal.
+    /// Checks `inner` against `checker`. With `metrics`, a mismatch fails the body with
+    /// [`rampart_http::BodyRefused`] carrying the signature refusal (401 with
+    /// `Accept-Signature`, counted as `digest_mismatch`), so the client is answered as for
+    /// any other signature failure.
     pub fn checked(
         inner: B,
         checker: DigestChecker,
-        refusal: Option<(rampart_http::Reject, Arc<crate::AuthMetrics>)>,
+        metrics: Option<Arc<crate::AuthMetrics>>,
     ) -> Self {
         AuthnBody {
             inner,
             check: Some(Box::new(checker)),
-            on_mismatch: refusal.map(Box::new),
+            metrics,
             held: None,
             trailers: None,
             ended: false,
@@ -270,9 +271,13 @@ where
                 if !ok {
                     *this.held = None;
                     *this.trailers = None;
-                    if let Some(m) = this.on_mismatch.take() {
-                        let (reject, metrics) = *m;
-                        metrics.failure("signature", "digest_mismatch");
+                    if let Some(metrics) = this.metrics.take() {
+                        let (method, reject) = crate::fail(
+                            "signature",
+                            "digest_mismatch",
+                            rampart_http::Challenge::Signature { body: true },
+                        );
+                        metrics.failure(method, "digest_mismatch");
                         return Poll::Ready(Some(Err(Box::new(rampart_http::BodyRefused(reject)))));
                     }
                     return Poll::Ready(Some(Err(Box::new(DigestMismatch))));

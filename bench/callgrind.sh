@@ -61,7 +61,7 @@ ir_for() { # N -> "requests instructions"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   local got
   got=$(served "$n")
-  echo "$got $(grep -h '^summary:\|^totals:' "$f"* | awk '{s += $2} END {printf "%d\n", s}')"
+  echo "$got $(grep -h '^totals:' "$f"* | awk '{s += $2} END {printf "%d\n", s}')"
 }
 read -r r1 i1 < <(ir_for "$N1")
 read -r r2 i2 < <(ir_for "$N2")

@@ -174,6 +174,22 @@ impl HostPool {
         }
     }
 
+    /// Closes the connections idle for `idle_timeout` or longer (the sweeper's tick).
+    /// Returns how many are left.
+    fn sweep(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<(Conn, Instant)> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let n = expired_prefix(&idle, now, self.idle_timeout);
+                idle.drain(..n).collect()
+            }
+            Err(_) => return 0,
+        };
+        // Closed outside the lock.
+        drop(expired);
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
     /// With the pool empty but connections being rescued, waits a little for one of
     /// them rather than opening a new connection.
     async fn await_rescued(&self) -> Option<Conn> {
@@ -184,11 +200,20 @@ impl HostPool {
         self.checkout()
     }
 
-    fn checkin(&self, conn: Conn) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.max_idle
-        {
-            idle.push((conn, Instant::now()));
+    fn checkin(&self, mut conn: Conn) {
+        // A buffer grown by one large answer is not kept for the idle time.
+        if conn.rbuf.capacity() > MAX_POOLED_BUFFER {
+            conn.rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        if conn.wbuf.capacity() > MAX_POOLED_BUFFER {
+            conn.wbuf = Vec::with_capacity(1024);
+        }
+        let now = Instant::now();
+        if let Ok(mut idle) = self.idle.lock() {
+            prune_expired(&mut idle, now, self.idle_timeout);
+            if idle.len() < self.max_idle {
+                idle.push((conn, now));
+            }
         }
         // A request queued at the cap may take it.
         if self.slots.available_permits() == 0 {
@@ -271,6 +296,46 @@ impl HostPool {
     }
 }
 
+/// Largest read or write buffer a pooled connection keeps while idle.
+const MAX_POOLED_BUFFER: usize = 64 * 1024;
+
+/// How many of the oldest idle connections (the front of the list: connections are
+/// pushed in the order they come back) have been idle for `timeout` or longer.
+fn expired_prefix(idle: &[(Conn, Instant)], now: Instant, timeout: Duration) -> usize {
+    idle.iter()
+        .take_while(|(_, since)| now.saturating_duration_since(*since) >= timeout)
+        .count()
+}
+
+fn prune_expired(idle: &mut Vec<(Conn, Instant)>, now: Instant, timeout: Duration) {
+    let n = expired_prefix(idle, now, timeout);
+    if n > 0 {
+        idle.drain(..n);
+    }
+}
+
+/// Closes idle connections of `pool` once they pass its idle timeout, so that a burst's
+/// connections (and their buffers) are released even when no request comes after it.
+/// Ends with the pool.
+fn spawn_sweeper(pool: &Arc<HostPool>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = Arc::downgrade(pool);
+    let every = (pool.idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(pool) = weak.upgrade() else {
+                return;
+            };
+            pool.sweep();
+        }
+    });
+}
+
 /// An idle connection is usable if the socket reports nothing to read: any readiness
 /// means the upstream closed it or sent bytes nobody asked for.
 fn still_open(stream: &TcpStream) -> bool {
@@ -305,11 +370,11 @@ impl Pools {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        Arc::clone(
-            map.entry(authority.as_str().to_owned()).or_insert_with(|| {
-                Arc::new(HostPool::new(authority, connect_timeout, idle, limits))
-            }),
-        )
+        Arc::clone(map.entry(authority.as_str().to_owned()).or_insert_with(|| {
+            let pool = Arc::new(HostPool::new(authority, connect_timeout, idle, limits));
+            spawn_sweeper(&pool);
+            pool
+        }))
     }
 }
 
@@ -978,6 +1043,63 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(pool.checkout().is_none(), "expired connections are dropped");
         assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_without_further_requests() {
+        use tokio::io::AsyncReadExt as _;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let auth: http::uri::Authority = l.local_addr().unwrap().to_string().parse().unwrap();
+        let limits = PoolLimits {
+            max_connections: 8,
+            queue_timeout: Duration::from_millis(100),
+        };
+        let pools = Pools::default();
+        let pool = pools.get(
+            &auth,
+            Duration::from_secs(1),
+            Duration::from_millis(300),
+            limits,
+        );
+        let mut peers = Vec::new();
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            conns.push(pool.connect(slot(&pool)).await.unwrap());
+            peers.push(l.accept().await.unwrap().0);
+        }
+        for c in conns {
+            pool.checkin(c);
+        }
+        assert_eq!(pool.idle_count(), 3);
+        // No checkout follows: the sweeper alone closes them, and the upstream sees it.
+        for mut p in peers {
+            let mut b = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(3), p.read(&mut b))
+                .await
+                .expect("closed by the sweeper within the idle timeout and one tick")
+                .unwrap();
+            assert_eq!(n, 0);
+        }
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(
+            pool.slots.available_permits(),
+            8,
+            "their places are free again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_checkin_drops_the_expired_connections_below_it() {
+        let (pool, l) = pool_and_peer(Duration::from_millis(50)).await;
+        let old = pool.connect(slot(&pool)).await.unwrap();
+        let _p1 = l.accept().await.unwrap();
+        pool.checkin(old);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let fresh = pool.connect(slot(&pool)).await.unwrap();
+        let _p2 = l.accept().await.unwrap();
+        pool.checkin(fresh);
+        assert_eq!(pool.idle_count(), 1, "only the fresh one is kept");
+        assert!(pool.checkout().is_some());
     }
 
     #[tokio::test]

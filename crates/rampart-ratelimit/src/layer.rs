@@ -2,6 +2,7 @@
 //! 503 when the backend fails and `on_backend_error = "deny"`), and stamps
 //! `RateLimit-Policy` / `RateLimit` on every response of a limited route.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -188,7 +189,8 @@ fn state_header(tier: &str, v: &Verdict) -> Option<HeaderValue> {
     s.extend_from_slice(num.format(v.remaining).as_bytes());
     s.extend_from_slice(b";t=");
     s.extend_from_slice(num.format(v.reset_s()).as_bytes());
-    HeaderValue::from_bytes(&s).ok()
+    // The buffer becomes the value's storage (no second allocation and copy).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// The key of the caller: `id` + method + subject when authenticated, else `ip` + the
@@ -252,11 +254,12 @@ where
     }
 }
 
-/// What one request's decision needs once the backend has answered.
-struct Decided {
-    counters: Arc<TierCounters>,
+/// What one request's decision needs once the backend has answered: borrowed from the
+/// limiter when the decision is made in place, owned when it waits on the backend.
+struct Decided<C, T> {
+    counters: C,
     policy: Option<HeaderValue>,
-    tier: Arc<str>,
+    tier: T,
     on_error: OnFailure,
 }
 
@@ -270,24 +273,28 @@ enum Outcome {
     Answer(Resp),
 }
 
-impl Decided {
+impl<C: Borrow<TierCounters>, T: Borrow<str>> Decided<C, T> {
     fn outcome(&self, r: Result<Verdict, crate::BackendError>, id: Option<&RequestId>) -> Outcome {
         match r {
             Ok(v) if v.allowed => {
-                count(&self.counters, 0);
-                Outcome::Forward((self.policy.clone(), state_header(&self.tier, &v)))
+                count(self.counters.borrow(), 0);
+                Outcome::Forward((self.policy.clone(), state_header(self.tier.borrow(), &v)))
             }
             Ok(v) => {
-                count(&self.counters, 1);
+                count(self.counters.borrow(), 1);
                 let mut resp = Reject::TooManyRequests {
                     retry_after_s: v.retry_after_s(),
                 }
                 .into_response(id);
-                stamp(&mut resp, self.policy.clone(), state_header(&self.tier, &v));
+                stamp(
+                    &mut resp,
+                    self.policy.clone(),
+                    state_header(self.tier.borrow(), &v),
+                );
                 Outcome::Answer(resp)
             }
             Err(_) => {
-                count(&self.counters, 2);
+                count(self.counters.borrow(), 2);
                 match self.on_error {
                     OnFailure::Allow => Outcome::ForwardBare,
                     OnFailure::Deny => {
@@ -353,9 +360,9 @@ where
             tenant: tenant_key.as_ref().map(|(k, l)| (k.as_str(), *l)),
         };
         let decided = Decided {
-            counters: Arc::clone(&tier.counters),
+            counters: &*tier.counters,
             policy,
-            tier: Arc::clone(&tier.name),
+            tier: &*tier.name,
             on_error: l.on_error,
         };
         match l.backend.decide(&q) {
@@ -372,6 +379,12 @@ where
                 RateLimitFuture::Local { fut }
             }
             Decision::Pending(verdict) => {
+                let decided = Decided {
+                    counters: Arc::clone(&tier.counters),
+                    policy: decided.policy,
+                    tier: Arc::clone(&tier.name),
+                    on_error: decided.on_error,
+                };
                 // The service that was polled ready goes into the future; a clone stays.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);

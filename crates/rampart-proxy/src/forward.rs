@@ -326,13 +326,25 @@ where
                 },
                 None => None,
             };
-            Ok(match client.request(out).await {
+            // Cancelled while the answer is awaited, the exchange finishes in the
+            // background and keeps its connection (see `tls_upstream::Pending`).
+            let pending = tls_upstream::Pending::new(
+                client.request(out),
+                permit,
+                deadlines.upstream_body_idle,
+            );
+            let (got, permit) = pending.await;
+            Ok(match got {
                 Ok(resp) => {
                     let metrics = Arc::clone(&fail.metrics);
                     let name = Arc::clone(&fail.upstream.name);
                     relay(resp.map(|b| {
-                        tls_upstream::IdleBody::response(b, deadlines.upstream_body_idle, permit)
-                            .map_err(move |e| {
+                        tls_upstream::ResponseBody::new(tls_upstream::IdleBody::response(
+                            b,
+                            deadlines.upstream_body_idle,
+                            permit,
+                        ))
+                        .map_err(move |e| {
                                 let reason = StreamEnd::reason_of(&*e);
                                 metrics.upstream_error(&name, reason);
                                 tracing::warn!(upstream = &*name, reason, error = %e, "response body cut short");

@@ -24,6 +24,22 @@ const STREAMS: usize = 1000;
 fn paced_resets_reuse_upstream_connections_and_are_accounted_for() {
     let up = Upstream::start();
     let gw = Gateway::start(&base_config(up.addr, ""));
+    paced_resets(&gw, &up);
+}
+
+/// The same against an https upstream (hyper's client behind the gateway): a cancelled
+/// exchange must not cost its TLS connection either.
+#[test]
+fn paced_resets_reuse_https_upstream_connections() {
+    let up = Upstream::start();
+    let front = TlsFront::start(up.addr);
+    let gw = front.gateway(&base_config(up.addr, ""), up.addr, "");
+    paced_resets(&gw, &up);
+}
+
+/// Resets [`STREAMS`] HTTP/2 streams, each before the upstream answers, and checks the
+/// new upstream connections that cost and the access log and metrics.
+fn paced_resets(gw: &Gateway, up: &Upstream) {
     // Warm the pool with one completed request.
     assert_eq!(gw.get("/slow/1").status, 200);
     let before = up.connections.load(Ordering::SeqCst);

@@ -328,11 +328,8 @@ where
             };
             // Cancelled while the answer is awaited, the exchange finishes in the
             // background and keeps its connection (see `tls_upstream::Pending`).
-            let pending = tls_upstream::Pending::new(
-                client.request(out),
-                permit,
-                deadlines.upstream_body_idle,
-            );
+            let pending =
+                tls_upstream::Pending::send(&client, out, permit, deadlines.upstream_body_idle);
             let (got, permit) = pending.await;
             Ok(match got {
                 Ok(resp) => {

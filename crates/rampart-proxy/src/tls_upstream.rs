@@ -24,8 +24,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::ResponseFuture;
-use rampart_http::{BoxError, StreamEnd};
+use hyper_util::client::legacy::connect::{CaptureConnection, Connect, capture_connection};
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use rampart_http::{BoxError, RespBody, StreamEnd};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::upstream::{RESCUE_MAX_BODY, RESCUE_WITHIN};
@@ -185,20 +186,34 @@ where
 
 /// hyper's exchange with an https upstream while its response head is awaited, with the
 /// exchange's place under the upstream's cap. Dropped unfinished (the client reset its
-/// stream or went away), it is not cancelled, which would close the connection, but
-/// finished in the background: the answer is read and discarded, the connection goes
-/// back to hyper's pool, and the place is held until then.
+/// stream or went away) after the request went to a connection, it is not cancelled,
+/// which would close the connection, but finished in the background: the answer is read
+/// and discarded, the connection goes back to hyper's pool, and the place is held until
+/// then. Dropped before that, it is simply cancelled (nothing was sent).
 pub struct Pending {
     fut: Option<ResponseFuture>,
+    /// Set by hyper's client when the request is handed to a connection.
+    sent: CaptureConnection,
     permit: Option<OwnedSemaphorePermit>,
     /// The response body's idle deadline, kept while an abandoned answer is read.
     idle: Duration,
 }
 
 impl Pending {
-    pub fn new(fut: ResponseFuture, permit: Option<OwnedSemaphorePermit>, idle: Duration) -> Self {
+    /// Sends `req` through `client`.
+    pub fn send<C>(
+        client: &Client<C, RespBody>,
+        mut req: http::Request<RespBody>,
+        permit: Option<OwnedSemaphorePermit>,
+        idle: Duration,
+    ) -> Self
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        let sent = capture_connection(&mut req);
         Self {
-            fut: Some(fut),
+            fut: Some(client.request(req)),
+            sent,
             permit,
             idle,
         }
@@ -228,6 +243,7 @@ impl std::future::Future for Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(fut) = self.fut.take()
+            && self.sent.connection_metadata().is_some()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             let permit = self.permit.take();
@@ -375,6 +391,41 @@ mod tests {
             then_end: false,
             sleep: None,
         }
+    }
+
+    /// `n` frames of 64 KiB, of unknown total length; fails instead of ending if `fail`.
+    struct Chunks {
+        n: u32,
+        fail: bool,
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.n == 0 {
+                return Poll::Ready(self.fail.then(|| Err("broken".into())));
+            }
+            self.n -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_body_is_drained_only_if_short_and_sound() {
+        assert!(drain(http_body_util::Full::new(Bytes::from_static(b"rest"))).await);
+        assert!(drain(Chunks { n: 4, fail: false }).await, "256 KiB is read");
+        assert!(!drain(Chunks { n: 5, fail: false }).await, "more is not");
+        assert!(
+            !drain(Chunks { n: 1, fail: true }).await,
+            "a broken body is not"
+        );
+        // A declared length over the bound is not even started.
+        let long = Bytes::from(vec![0u8; 256 * 1024 + 1]);
+        assert!(!drain(http_body_util::Full::new(long)).await);
     }
 
     #[tokio::test(start_paused = true)]

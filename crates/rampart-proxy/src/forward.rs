@@ -67,8 +67,11 @@ impl UpstreamClient {
             }
         };
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        // Idle connections per https upstream bounded as the plain pools are (hyper keeps
+        // every connection it opened, including those a request raced and did not use).
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle)
+            .pool_max_idle_per_host(upstream::MAX_IDLE_PER_UPSTREAM)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);

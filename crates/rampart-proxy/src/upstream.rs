@@ -577,7 +577,7 @@ where
 /// Longest a rescued connection may take to deliver the rest of an abandoned answer.
 pub(crate) const RESCUE_WITHIN: Duration = Duration::from_secs(2);
 /// Longest a request waits for a rescued connection before opening a new one.
-pub(crate) const RESCUE_WAIT: Duration = Duration::from_millis(10);
+const RESCUE_WAIT: Duration = Duration::from_millis(10);
 /// Largest abandoned response body read to keep its connection.
 pub(crate) const RESCUE_MAX_BODY: u64 = 256 * 1024;
 

@@ -67,8 +67,11 @@ impl UpstreamClient {
             }
         };
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        // Idle connections per https upstream bounded as the plain pools are (hyper keeps
+        // every connection it opened, including those a request raced and did not use).
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle)
+            .pool_max_idle_per_host(upstream::MAX_IDLE_PER_UPSTREAM)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
@@ -326,13 +329,22 @@ where
                 },
                 None => None,
             };
-            Ok(match client.request(out).await {
+            // Cancelled while the answer is awaited, the exchange finishes in the
+            // background and keeps its connection (see `tls_upstream::Pending`).
+            let pending =
+                tls_upstream::Pending::send(&client, out, permit, deadlines.upstream_body_idle);
+            let (got, permit) = pending.await;
+            Ok(match got {
                 Ok(resp) => {
                     let metrics = Arc::clone(&fail.metrics);
                     let name = Arc::clone(&fail.upstream.name);
                     relay(resp.map(|b| {
-                        tls_upstream::IdleBody::response(b, deadlines.upstream_body_idle, permit)
-                            .map_err(move |e| {
+                        tls_upstream::ResponseBody::new(tls_upstream::IdleBody::response(
+                            b,
+                            deadlines.upstream_body_idle,
+                            permit,
+                        ))
+                        .map_err(move |e| {
                                 let reason = StreamEnd::reason_of(&*e);
                                 metrics.upstream_error(&name, reason);
                                 tracing::warn!(upstream = &*name, reason, error = %e, "response body cut short");

@@ -6,7 +6,12 @@
 //! is cut short); a client that stops sending its upload (408 after
 //! `client_body_idle_timeout_ms`); a flood that would open a connection per request to one
 //! upstream (at most `max_connections` exchanges in flight, each holding a place until its
-//! response body ends; the next waits `queue_timeout_ms`, then 503 `upstream_busy`).
+//! response body ends; the next waits `queue_timeout_ms`, then 503 `upstream_busy`); a
+//! client that cancels its request (an HTTP/2 stream reset, a disconnect) costing the
+//! upstream connection: hyper's client closes a connection whose exchange is dropped
+//! unfinished, so an abandoned exchange ([`Pending`], [`ResponseBody`]) is finished in
+//! the background instead, within the plain path's rescue bounds, and the connection
+//! goes back to hyper's pool (paced rapid reset).
 //! Trusts: hyper's client for HTTP framing and connection reuse, rustls for TLS.
 
 use std::pin::Pin;
@@ -17,8 +22,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use rampart_http::{BoxError, StreamEnd};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{CaptureConnection, Connect, capture_connection};
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use rampart_http::{BoxError, RespBody, StreamEnd};
 use tokio::sync::OwnedSemaphorePermit;
+
+use crate::upstream::{RESCUE_MAX_BODY, RESCUE_WITHIN};
 
 /// What became of a request body wrapped in [`IdleBody`] (read after a failed exchange
 /// to tell the client's fault from the upstream's).
@@ -173,6 +184,165 @@ where
     }
 }
 
+/// hyper's exchange with an https upstream while its response head is awaited, with the
+/// exchange's place under the upstream's cap. Dropped unfinished (the client reset its
+/// stream or went away) after the request went to a connection, it is not cancelled,
+/// which would close the connection, but finished in the background: the answer is read
+/// and discarded, the connection goes back to hyper's pool, and the place is held until
+/// then. Dropped before that, it is simply cancelled (nothing was sent).
+pub struct Pending {
+    fut: Option<ResponseFuture>,
+    /// Set by hyper's client when the request is handed to a connection.
+    sent: CaptureConnection,
+    permit: Option<OwnedSemaphorePermit>,
+    /// The response body's idle deadline, kept while an abandoned answer is read.
+    idle: Duration,
+}
+
+impl Pending {
+    /// Sends `req` through `client`.
+    pub fn send<C>(
+        client: &Client<C, RespBody>,
+        mut req: http::Request<RespBody>,
+        permit: Option<OwnedSemaphorePermit>,
+        idle: Duration,
+    ) -> Self
+    where
+        C: Connect + Clone + Send + Sync + 'static,
+    {
+        let sent = capture_connection(&mut req);
+        Self {
+            fut: Some(client.request(req)),
+            sent,
+            permit,
+            idle,
+        }
+    }
+}
+
+type Answer = (
+    Result<http::Response<Incoming>, hyper_util::client::legacy::Error>,
+    Option<OwnedSemaphorePermit>,
+);
+
+impl std::future::Future for Pending {
+    /// The answer, and the place (to be held until its body ends).
+    type Output = Answer;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        let Some(fut) = self.fut.as_mut() else {
+            // Polled after completion: nothing more will come.
+            return Poll::Pending;
+        };
+        let r = std::task::ready!(Pin::new(fut).poll(cx));
+        self.fut = None;
+        Poll::Ready((r, self.permit.take()))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(fut) = self.fut.take()
+            && self.sent.connection_metadata().is_some()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let permit = self.permit.take();
+            let idle = self.idle;
+            rt.spawn(async move {
+                // Past RESCUE_WITHIN the future is dropped, and hyper closes the connection.
+                let _ = tokio::time::timeout(RESCUE_WITHIN, async move {
+                    if let Ok(resp) = fut.await {
+                        drain(IdleBody::response(resp.into_body(), idle, permit)).await;
+                    }
+                })
+                .await;
+            });
+        }
+    }
+}
+
+/// An https upstream's response body on its way to the client (its idle deadline and
+/// place under the cap in [`IdleBody`]). Dropped before its end (the client went away),
+/// the rest is read in the background, as [`Pending`] does, so that hyper pools the
+/// connection; a body that failed (stalled, broken) is dropped at once.
+pub struct ResponseBody {
+    inner: Option<IdleBody<Incoming>>,
+}
+
+impl ResponseBody {
+    pub fn new(inner: IdleBody<Incoming>) -> Self {
+        Self { inner: Some(inner) }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = std::task::ready!(Pin::new(inner).poll_frame(cx));
+        if !matches!(r, Some(Ok(_))) {
+            // Ended or failed: the connection is released (pooled or closed) now.
+            self.inner = None;
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !inner.is_end_stream()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(RESCUE_WITHIN, drain(inner)).await;
+            });
+        }
+    }
+}
+
+/// Reads an abandoned response body to its end without keeping it (so that hyper pools
+/// its connection); gives up on a body longer than [`RESCUE_MAX_BODY`] or broken, which
+/// closes the connection. `true` when the end was read.
+async fn drain<B>(mut body: B) -> bool
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    if body.size_hint().lower() > RESCUE_MAX_BODY {
+        return false;
+    }
+    let mut seen = 0u64;
+    while let Some(f) = body.frame().await {
+        let Ok(f) = f else {
+            return false;
+        };
+        if let Some(d) = f.data_ref() {
+            seen = seen.saturating_add(d.len() as u64);
+            if seen > RESCUE_MAX_BODY {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -221,6 +391,41 @@ mod tests {
             then_end: false,
             sleep: None,
         }
+    }
+
+    /// `n` frames of 64 KiB, of unknown total length; fails instead of ending if `fail`.
+    struct Chunks {
+        n: u32,
+        fail: bool,
+    }
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.n == 0 {
+                return Poll::Ready(self.fail.then(|| Err("broken".into())));
+            }
+            self.n -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024])))))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_body_is_drained_only_if_short_and_sound() {
+        assert!(drain(http_body_util::Full::new(Bytes::from_static(b"rest"))).await);
+        assert!(drain(Chunks { n: 4, fail: false }).await, "256 KiB is read");
+        assert!(!drain(Chunks { n: 5, fail: false }).await, "more is not");
+        assert!(
+            !drain(Chunks { n: 1, fail: true }).await,
+            "a broken body is not"
+        );
+        // A declared length over the bound is not even started.
+        let long = Bytes::from(vec![0u8; 256 * 1024 + 1]);
+        assert!(!drain(http_body_util::Full::new(long)).await);
     }
 
     #[tokio::test(start_paused = true)]

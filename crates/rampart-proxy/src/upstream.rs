@@ -640,11 +640,11 @@ where
 }
 
 /// Longest a rescued connection may take to deliver the rest of an abandoned answer.
-const RESCUE_WITHIN: Duration = Duration::from_secs(2);
+pub(crate) const RESCUE_WITHIN: Duration = Duration::from_secs(2);
 /// Longest a request waits for a rescued connection before opening a new one.
 const RESCUE_WAIT: Duration = Duration::from_millis(10);
 /// Largest abandoned response body read to keep its connection.
-const RESCUE_MAX_BODY: u64 = 256 * 1024;
+pub(crate) const RESCUE_MAX_BODY: u64 = 256 * 1024;
 
 /// A connection whose request is fully sent, while its response head is awaited. Dropped
 /// with the connection still inside (the exchange was abandoned: an HTTP/2 stream reset,

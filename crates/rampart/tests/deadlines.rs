@@ -161,6 +161,105 @@ fn upstream_stalling_inside_a_chunked_body_is_cut_off() {
     );
 }
 
+/// An HTTP/2 client whose upstream stalls inside the body: the head and the first bytes
+/// arrive, then the stream ends with RST_STREAM (not END_STREAM) after the body idle
+/// deadline; the connection itself stays usable, and everything is released.
+#[test]
+fn upstream_stalling_inside_a_body_resets_the_http2_stream() {
+    use http_body_util::BodyExt;
+    let up = StallingUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+    let gw = Gateway::start(&config(up.addr));
+    let baseline = active(&gw);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        let get = || {
+            http::Request::get("http://127.0.0.1/status")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap()
+        };
+        let resp = send.send_request(get()).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let start = Instant::now();
+        let mut got = Vec::new();
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(10), body.frame())
+                .await
+                .expect("the stalled stream was never ended")
+            {
+                Some(Ok(f)) => got.extend_from_slice(&f.into_data().unwrap()),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        let took = start.elapsed();
+        assert_eq!(got, b"0123456789");
+        let e = end.expect_err("a stalled body ended as if complete (END_STREAM)");
+        // hyper reports the peer's RST_STREAM as a remote reset of the stream.
+        let why = format!("{e:?}");
+        assert!(why.contains("Reset") && why.contains("Remote"), "{why}");
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        // Only the stream ended: the connection carries the next request.
+        let next = send.send_request(get()).await.unwrap();
+        assert_eq!(next.status(), 200);
+        drop(next);
+        drop(send);
+        conn.abort();
+    });
+    // The client closes its connection: hyper's client drives it from a task of its
+    // own, which only the runtime's end stops.
+    drop(rt);
+    // Both upstream connections are closed by the gateway within the deadline.
+    assert!(
+        wait_until(|| up.opened.load(Ordering::SeqCst) >= 1
+            && up.closed.load(Ordering::SeqCst) == up.opened.load(Ordering::SeqCst)),
+        "upstream connection kept: {} opened, {} closed",
+        up.opened.load(Ordering::SeqCst),
+        up.closed.load(Ordering::SeqCst)
+    );
+    assert!(up.closed_after.lock().unwrap()[0] < Duration::from_secs(3));
+    assert!(
+        wait_until(|| active(&gw) == baseline),
+        "client connection kept"
+    );
+    assert!(
+        gw.wait_access("upstream_body_timeout", Duration::from_secs(5)),
+        "{}",
+        gw.stdout.lock().unwrap().join("")
+    );
+    let lines = gw.stdout.lock().unwrap().join("\n");
+    let line = lines
+        .lines()
+        .find(|l| l.contains("upstream_body_timeout"))
+        .unwrap();
+    assert!(
+        line.contains("\"http\":\"HTTP/2.0\"") && line.contains("\"route\":\"status\""),
+        "{line}"
+    );
+    let m = gw.admin_get("/metrics").text();
+    assert!(m.contains("kind=\"upstream_body_timeout\""), "{m}");
+    let counted: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("rampart_requests_total{route=\"status\",status=\"200\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(counted >= 1, "{m}");
+}
+
 #[test]
 fn a_silent_upload_gets_408() {
     let up = Upstream::start();
@@ -352,97 +451,80 @@ fn an_idle_keep_alive_connection_is_closed() {
     assert!(wait_until(|| active(&gw) == baseline));
 }
 
-// ---- https upstreams (hyper's client): the same deadlines and cap ---------------------
-
-/// A TLS front for a plain backend: terminates TLS with a certificate for `localhost`
-/// issued by a test CA and copies bytes both ways; one backend connection per client
-/// connection, closed when either side closes. `ca` is the CA certificate (PEM) the
-/// gateway is told to trust through `SSL_CERT_FILE`.
-struct TlsFront {
-    addr: SocketAddr,
-    ca: std::path::PathBuf,
+/// A raw HTTP/2 connection that opens no stream: GOAWAY (NO_ERROR) after
+/// `h2_idle_timeout_ms`, then the gateway closes it and its slot is released.
+#[test]
+fn an_idle_http2_connection_gets_goaway_and_is_closed() {
+    let up = Upstream::start();
+    let gw = Gateway::start(
+        &config(up.addr).replace(FAST, &format!("{FAST}h2_idle_timeout_ms = 600\n")),
+    );
+    let baseline = active(&gw);
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .unwrap();
+    assert!(wait_until(|| active(&gw) == baseline + 1));
+    let mut goaway = None;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    // Read frames to the end of the connection, answering SETTINGS and PING as a
+    // client must (a graceful GOAWAY waits for a PING round trip).
+    let closed = loop {
+        while buf.len() >= 9 {
+            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let payload = buf[9..9 + len].to_vec();
+            buf.drain(..9 + len);
+            match (kind, flags & 1) {
+                (0x4, 0) => s.write_all(b"\0\0\0\x04\x01\0\0\0\0").unwrap(),
+                (0x6, 0) => {
+                    s.write_all(b"\0\0\x08\x06\x01\0\0\0\0").unwrap();
+                    s.write_all(&payload).unwrap();
+                }
+                (0x7, _) => {
+                    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+                    goaway.get_or_insert((start.elapsed(), code));
+                }
+                _ => {}
+            }
+        }
+        match s.read(&mut tmp) {
+            Ok(0) => break start.elapsed(),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break start.elapsed(),
+            Err(e) => panic!("connection not closed: {e}"),
+        }
+    };
+    let (at, code) = goaway.expect("closed without GOAWAY");
+    assert_eq!(code, 0, "GOAWAY error code");
+    assert!(
+        at >= Duration::from_millis(550) && at < Duration::from_secs(3),
+        "GOAWAY after {at:?}"
+    );
+    assert!(closed < at + Duration::from_secs(2), "closed {closed:?}");
+    assert!(
+        wait_until(|| active(&gw) == baseline),
+        "connection still counted"
+    );
 }
 
-impl TlsFront {
-    fn start(backend: SocketAddr) -> Self {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
-            KeyPair,
-        };
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "rampart upstream test CA");
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let mut sp = CertificateParams::new(vec!["localhost".into()]).unwrap();
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let sk = KeyPair::generate().unwrap();
-        let sc = sp.signed_by(&sk, &ca).unwrap();
-        let dir = private_dir("tls-front");
-        let ca_path = dir.join("ca.pem");
-        std::fs::write(&ca_path, ca.pem()).unwrap();
+// ---- https upstreams (hyper's client): the same deadlines and cap ---------------------
 
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let key = rustls_pki_types::PrivateKeyDer::try_from(sk.serialize_der()).unwrap();
-        let cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![sc.der().clone()], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        l.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::from_std(l).unwrap();
-                loop {
-                    let Ok((s, _)) = l.accept().await else {
-                        continue;
-                    };
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut tls) = acceptor.accept(s).await else {
-                            return;
-                        };
-                        let Ok(mut back) = tokio::net::TcpStream::connect(backend).await else {
-                            return;
-                        };
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
-                    });
-                }
-            });
-        });
-        TlsFront { addr, ca: ca_path }
-    }
-
-    /// The gateway's configuration with upstream `app` at this front (https).
-    fn gateway(&self, backend: SocketAddr, upstream_extra: &str) -> Gateway {
-        let cfg = config(backend).replace(
-            &format!("url = \"http://{backend}\"\n"),
-            &format!(
-                "url = \"https://localhost:{}\"\n{upstream_extra}",
-                self.addr.port()
-            ),
-        );
-        let dir = private_dir("gw-https");
-        let path = dir.join("rampart.toml");
-        std::fs::write(&path, cfg).unwrap();
-        let ca = self.ca.to_str().unwrap().to_owned();
-        Gateway::spawn_env(dir, path, &[("SSL_CERT_FILE", &ca)]).unwrap()
-    }
+/// The gateway of these tests with upstream `app` behind `front` (https).
+fn https_gateway(front: &TlsFront, backend: SocketAddr, upstream_extra: &str) -> Gateway {
+    front.gateway(&config(backend), backend, upstream_extra)
 }
 
 #[test]
 fn https_upstream_stalling_inside_its_body_is_cut_off() {
     let up = StallingUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
     let front = TlsFront::start(up.addr);
-    let gw = front.gateway(up.addr, "");
+    let gw = https_gateway(&front, up.addr, "");
     let baseline = active(&gw);
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -476,7 +558,7 @@ fn https_upstream_stalling_inside_its_body_is_cut_off() {
 fn https_upstream_a_silent_upload_gets_408() {
     let up = Upstream::start();
     let front = TlsFront::start(up.addr);
-    let gw = front.gateway(up.addr, "");
+    let gw = https_gateway(&front, up.addr, "");
     // The https path works at all.
     assert_eq!(
         raw(
@@ -493,6 +575,10 @@ fn https_upstream_a_silent_upload_gets_408() {
 fn https_upstream_connection_cap_answers_503() {
     let up = Upstream::start();
     let front = TlsFront::start(up.addr);
-    let gw = front.gateway(up.addr, "max_connections = 2\nqueue_timeout_ms = 200\n");
+    let gw = https_gateway(
+        &front,
+        up.addr,
+        "max_connections = 2\nqueue_timeout_ms = 200\n",
+    );
     cap_of_two_answers_503(&gw, &up);
 }

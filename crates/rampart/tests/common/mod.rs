@@ -560,3 +560,88 @@ pub fn write_private(path: &Path, content: &str, mode: u32) {
     std::fs::write(path, content).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// A TLS front for a plain backend: terminates TLS with a certificate for `localhost`
+/// issued by a test CA and copies bytes both ways; one backend connection per client
+/// connection, closed when either side closes. `ca` is the CA certificate (PEM) the
+/// gateway is told to trust through `SSL_CERT_FILE`.
+pub struct TlsFront {
+    pub addr: SocketAddr,
+    pub ca: PathBuf,
+}
+
+impl TlsFront {
+    pub fn start(backend: SocketAddr) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "rampart upstream test CA");
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let mut sp = CertificateParams::new(vec!["localhost".into()]).unwrap();
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let sk = KeyPair::generate().unwrap();
+        let sc = sp.signed_by(&sk, &ca).unwrap();
+        let dir = private_dir("tls-front");
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = rustls_pki_types::PrivateKeyDer::try_from(sk.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![sc.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                loop {
+                    let Ok((s, _)) = l.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(s).await else {
+                            return;
+                        };
+                        let Ok(mut back) = tokio::net::TcpStream::connect(backend).await else {
+                            return;
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+                    });
+                }
+            });
+        });
+        TlsFront { addr, ca: ca_path }
+    }
+
+    /// A gateway serving `config` with its upstream `app` (at `backend`) moved to this
+    /// front (https); `upstream_extra` is added to the upstream's table.
+    pub fn gateway(&self, config: &str, backend: SocketAddr, upstream_extra: &str) -> Gateway {
+        let cfg = config.replace(
+            &format!("url = \"http://{backend}\"\n"),
+            &format!(
+                "url = \"https://localhost:{}\"\n{upstream_extra}",
+                self.addr.port()
+            ),
+        );
+        let dir = private_dir("gw-https");
+        let path = dir.join("rampart.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let ca = self.ca.to_str().unwrap().to_owned();
+        Gateway::spawn_env(dir, path, &[("SSL_CERT_FILE", &ca)]).unwrap()
+    }
+}

@@ -15,12 +15,12 @@ use http_body::Body;
 use rampart_http::Resp;
 use rampart_http::body::BoxError;
 use rampart_http::{ConnInfo, Identity, Reject, RequestId, SentTarget, is_trusted};
-use rampart_sig::RequestParts;
+use rampart_sig::{DigestChecker, RequestParts};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::signature::{AuthnBody, SignatureAuth};
-use crate::{Authn, Resolved, fail};
+use crate::{Authn, Head, Resolved, Slot};
 
 /// The layer: `AuthnLayer::from_stage(Authn::new(..)?)`.
 #[derive(Debug, Clone)]
@@ -109,39 +109,54 @@ where
             Ok(false) => {}
         }
         match self.authn.resolve(&req) {
-            Resolved::Done(result) => match self.authn.settle(&mut req, result) {
+            Resolved::Done(result) => match self.authn.settle(&mut req, result, false) {
                 Ok(()) => AuthnFuture::Inner {
                     fut: self.inner.call(req.map(AuthnBody::plain)),
                 },
                 Err(r) => reject(r, &req),
             },
-            Resolved::JwtRetry(verifier, token) => {
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                let authn = Arc::clone(&self.authn);
-                AuthnFuture::Signed {
-                    fut: Box::pin(async move {
-                        let result = crate::jwt_outcome(verifier.verify_wait(&token).await)
-                            .and_then(|id| authn.check_revoked(id));
-                        drop(token);
-                        match authn.settle(&mut req, result) {
-                            Ok(()) => inner.call(req.map(AuthnBody::plain)).await,
-                            Err(r) => Ok(r.into_response(req.extensions().get::<RequestId>())),
-                        }
-                    }),
+            // Several credentials, all decided from memory: no waiting.
+            Resolved::Pending(slots) if slots.iter().all(Slot::is_done) => {
+                let settled = match crate::Authn::complete_now(slots) {
+                    Ok(c) => self.authn.settle(&mut req, Ok(c.identity), c.api_key),
+                    Err(e) => self.authn.settle(&mut req, Err(e), false),
+                };
+                match settled {
+                    Ok(()) => AuthnFuture::Inner {
+                        fut: self.inner.call(req.map(AuthnBody::plain)),
+                    },
+                    Err(r) => reject(r, &req),
                 }
             }
-            Resolved::Signature(sig) => {
+            Resolved::Pending(slots) => {
                 // The ready service goes with the request; a clone stays for the next.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let authn = Arc::clone(&self.authn);
                 AuthnFuture::Signed {
                     fut: Box::pin(async move {
-                        match verify(&authn, &sig, req).await {
-                            Ok(req) => inner.call(req).await,
-                            Err((r, id)) => Ok(r.into_response(id.as_ref())),
+                        let (mut head, body) = req.into_parts();
+                        let has_body = has_body(&head, &body);
+                        let outcome = authn.complete(slots, Head::of_parts(&head), has_body).await;
+                        let (settled, check) = match outcome {
+                            Ok(c) => (
+                                authn.settle_head(&mut head, Ok(c.identity), c.api_key),
+                                c.body,
+                            ),
+                            Err(e) => (authn.settle_head(&mut head, Err(e), false), None),
+                        };
+                        if let Err(r) = settled {
+                            return Ok(r.into_response(head.extensions.get::<RequestId>()));
                         }
+                        let body = match check {
+                            // A body that turns out not to match is refused like any
+                            // other signature.
+                            Some(checker) if has_body => {
+                                AuthnBody::checked(body, checker, Some(Arc::clone(authn.metrics())))
+                            }
+                            _ => AuthnBody::plain(body),
+                        };
+                        inner.call(Request::from_parts(head, body)).await
                     }),
                 }
             }
@@ -149,9 +164,18 @@ where
     }
 }
 
+/// Whether the request carries content (then `content-digest` must be signed).
+fn has_body<B: Body>(head: &http::request::Parts, body: &B) -> bool {
+    !body.is_end_stream()
+        || head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
 /// The scheme the target URI is rebuilt with: the connection's, or `X-Forwarded-Proto`
 /// (one value, `http` or `https`) from a trusted proxy.
-fn scheme_of(head: &http::request::Parts, trusted: &[ipnet::IpNet]) -> &'static str {
+fn scheme_of(head: Head<'_>, trusted: &[ipnet::IpNet]) -> &'static str {
     let conn = head.extensions.get::<ConnInfo>();
     let tls = conn.is_some_and(|c| c.tls.is_some());
     if conn.is_some_and(|c| is_trusted(trusted, c.peer.ip())) {
@@ -168,72 +192,48 @@ fn scheme_of(head: &http::request::Parts, trusted: &[ipnet::IpNet]) -> &'static 
     if tls { "https" } else { "http" }
 }
 
-async fn verify<B>(
+/// Verifies the request's signature (RFC 9421) against the device directory and the
+/// nonce store: the device's identity and, when `content-digest` is covered, the check
+/// the body must pass; else the reason of the refusal.
+pub(crate) async fn verify_signature(
     authn: &Authn,
     sig: &SignatureAuth,
-    req: Request<B>,
-) -> Result<Request<AuthnBody<B>>, (Reject, Option<RequestId>)>
-where
-    B: Body<Data = Bytes>,
-{
-    let (mut head, body) = req.into_parts();
-    let has_body = !body.is_end_stream()
-        || head
+    head: Head<'_>,
+    has_body: bool,
+) -> Result<(Identity, Option<DigestChecker>), &'static str> {
+    let scheme = scheme_of(head, authn.trusted_proxies());
+    let authority = match head.uri.authority() {
+        Some(a) => Some(a.as_str()),
+        None => head
             .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    let challenge = rampart_http::Challenge::Signature { body: has_body };
-    let refuse = |head: &http::request::Parts, reason: &'static str| {
-        let (method, r) = fail("signature", reason, challenge);
-        authn.verifiers.metrics.failure(method, reason);
-        tracing::debug!(
-            request_id = head.extensions.get::<RequestId>().map(RequestId::as_str),
-            method,
-            reason,
-            "authentication refused"
-        );
-        (r, head.extensions.get::<RequestId>().cloned())
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
     };
-    let scheme = scheme_of(&head, authn.trusted_proxies());
-    let outcome = {
-        let authority = match head.uri.authority() {
-            Some(a) => Some(a.as_str()),
-            None => head
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok()),
-        };
-        let target = match head.extensions.get::<SentTarget>() {
-            Some(t) => Some(t.0.as_str()),
-            None => head
-                .uri
-                .path_and_query()
-                .map(http::uri::PathAndQuery::as_str),
-        };
-        match (authority, target) {
-            (Some(authority), Some(target)) => {
-                let parts = RequestParts {
-                    method: head.method.as_str(),
-                    scheme,
-                    authority,
-                    target,
-                    headers: &head.headers,
-                };
-                sig.verifier
-                    .verify(&parts, has_body, SignatureAuth::now())
-                    .await
-                    .map_err(|r| r.reason())
-            }
-            _ => Err("signature_component"),
-        }
+    let target = match head.extensions.get::<SentTarget>() {
+        Some(t) => Some(t.0.as_str()),
+        None => head
+            .uri
+            .path_and_query()
+            .map(http::uri::PathAndQuery::as_str),
     };
-    let verified = match outcome {
-        Ok(v) => v,
-        Err(reason) => return Err(refuse(&head, reason)),
+    let (Some(authority), Some(target)) = (authority, target) else {
+        return Err("signature_component");
     };
+    let parts = RequestParts {
+        method: head.method.as_str(),
+        scheme,
+        authority,
+        target,
+        headers: head.headers,
+    };
+    let verified = sig
+        .verifier
+        .verify(&parts, has_body, SignatureAuth::now())
+        .await
+        .map_err(|r| r.reason())?;
     let Some(device) = sig.devices.get(&verified.keyid) else {
         // Revoked between the key lookup and now.
-        return Err(refuse(&head, "signature_unknown_key"));
+        return Err("signature_unknown_key");
     };
     let identity = Identity {
         method: "signature",
@@ -244,18 +244,6 @@ where
         credential_id: Some(verified.keyid),
         rate_override: device.info.rate_override.clone(),
     };
-    let identity = match authn.check_revoked(identity) {
-        Ok(i) => i,
-        Err(_) => return Err(refuse(&head, "revoked")),
-    };
-    authn.verifiers.metrics.success("signature");
-    head.extensions.insert(Arc::new(identity));
-    let body = match verified.body {
-        // A body that turns out not to match is refused like any other signature.
-        Some(checker) if has_body => {
-            AuthnBody::checked(body, checker, Some(Arc::clone(&authn.verifiers.metrics)))
-        }
-        _ => AuthnBody::plain(body),
-    };
-    Ok(Request::from_parts(head, body))
+    let identity = authn.check_revoked(identity).map_err(|_| "revoked")?;
+    Ok((identity, verified.body))
 }

@@ -1,11 +1,21 @@
 //! rampart's authentication stage (DESIGN.md §1 "authenticate" and "revocation"): the
-//! modes of `auth.modes` (JWT, API key, mTLS; `none` for anonymous callers) tried in
-//! the configured order, each turning one credential into one [`Identity`], then the
-//! revocation list.
+//! modes of `auth.modes` (JWT, API key, mTLS, signature; `none` for anonymous callers)
+//! tried in the configured order, each turning one credential into one [`Identity`],
+//! then the revocation list.
+//!
+//! **Several credentials**: every credential a request presents for a configured mode
+//! must verify (and not be revoked); the caller is the first one's in configured order.
+//! A valid JWT never excuses a bad API key beside it, nor the reverse: the request is
+//! refused with the failing mode's challenge and reason. A verified client certificate
+//! (mTLS transport) with a user's token is the common case: both verify, and the mode
+//! listed first names the caller. A credential of a mode *not* in `auth.modes` is not
+//! looked at (nor removed: it is forwarded as any other header). The one-credential
+//! request pays only a header lookup per other mode.
 //!
 //! Guards against: forged, expired, revoked or replayed-after-revocation credentials;
 //! credential confusion (two `Authorization` headers, two API keys: refused, never "the
-//! first one wins"); identity headers written by clients (they are honoured only from
+//! first one wins"; a good credential of one mode beside a bad one of another: refused);
+//! identity headers written by clients (they are honoured only from
 //! `server.trusted_proxies`, and the sanitize stage has already removed them from every
 //! other peer); oracle attacks on the refusal (every 401 carries one generic detail;
 //! the precise reason goes to the access log, the audit record and
@@ -36,6 +46,7 @@ pub mod signature;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName};
 use http::{HeaderValue, Request};
 use rampart_config::Config;
@@ -151,10 +162,6 @@ pub enum AuthnError {
     EmptyBearerPrefix,
 }
 
-/// Internal marker of a JWT to verify again after the key-set refresh (never a metric
-/// label: `resolve` turns it into [`Resolved::JwtRetry`]).
-const RETRY: &str = "retry_after_refresh";
-
 /// Longest credential header value looked at (the JWT verifier applies its own, smaller
 /// cap); anything longer is refused without parsing.
 const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
@@ -167,6 +174,9 @@ pub struct Authn {
     /// Lower-cased; compared case-insensitively.
     bearer_prefix: String,
     api_key_header: HeaderName,
+    /// `jwt` and `api_key` read the same header: a bearer value is the JWT's, any other
+    /// the API key's.
+    shared_header: bool,
     trusted_proxies: Vec<ipnet::IpNet>,
     /// `auth.identity_header`, from trusted proxies only.
     identity_header: Option<HeaderName>,
@@ -186,19 +196,76 @@ impl std::fmt::Debug for Authn {
     }
 }
 
-/// What the authentication of one request needs: nothing more (decided), or the
-/// asynchronous signature check.
-pub(crate) enum Resolved {
-    Done(Result<Identity, (&'static str, Reject)>),
+/// A refusal: the mode (metric label) and what the client gets.
+pub(crate) type Fail = (&'static str, Reject);
+
+/// One credential a request presents, as far as the synchronous check gets.
+pub(crate) enum Slot {
+    /// Decided from memory (revocation included).
+    Done(Result<Identity, Fail>),
+    /// A signed request: verified on the asynchronous path (nonce store, body digest).
     Signature(Arc<SignatureAuth>),
     /// A bearer token to verify again once the key-set refresh it triggered is done.
     JwtRetry(Arc<dyn TokenVerifier>, String),
 }
 
+impl Slot {
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, Slot::Done(_))
+    }
+}
+
+/// What the authentication of one request needs.
+pub(crate) enum Resolved {
+    /// Decided: at most one credential was presented (or a presented one was refused).
+    Done(Result<Identity, Fail>),
+    /// Several credentials, or one that needs the asynchronous path: every slot, in
+    /// configured order, must verify; the first one's identity is the caller's. Every
+    /// `Slot::Done` here is `Ok` (a refusal is answered at once as `Done`).
+    Pending(Vec<Slot>),
+}
+
+/// The outcome of several credentials that all verified.
+pub(crate) struct Combined {
+    /// The first mode's identity (configured order).
+    pub(crate) identity: Identity,
+    /// An API key was among them: it is removed before forwarding.
+    pub(crate) api_key: bool,
+    /// The body check of a signed request.
+    pub(crate) body: Option<rampart_sig::DigestChecker>,
+}
+
+/// The parts of a request head the signature check reads.
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub(crate) method: &'a http::Method,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) extensions: &'a http::Extensions,
+}
+
+impl<'a> Head<'a> {
+    pub(crate) fn of_parts(p: &'a http::request::Parts) -> Self {
+        Head {
+            method: &p.method,
+            uri: &p.uri,
+            headers: &p.headers,
+            extensions: &p.extensions,
+        }
+    }
+
+    pub(crate) fn of<B>(r: &'a Request<B>) -> Self {
+        Head {
+            method: r.method(),
+            uri: r.uri(),
+            headers: r.headers(),
+            extensions: r.extensions(),
+        }
+    }
+}
+
 /// The identity (or refusal) of a JWT verification outcome.
-pub(crate) fn jwt_outcome(
-    r: Result<TokenClaims, TokenFailure>,
-) -> Result<Identity, (&'static str, Reject)> {
+pub(crate) fn jwt_outcome(r: Result<TokenClaims, TokenFailure>) -> Result<Identity, Fail> {
     match r {
         Ok(c) => Ok(Identity {
             method: "jwt",
@@ -240,15 +307,19 @@ impl Authn {
         if jwt_header == http::header::AUTHORIZATION && bearer_prefix.is_empty() {
             return Err(AuthnError::EmptyBearerPrefix);
         }
+        let api_key_header = header(
+            auth.api_key.as_ref().and_then(|a| a.header.as_ref()),
+            "x-api-key",
+        );
         let authn = Self {
             anonymous: modes.contains(&AuthMode::None),
+            shared_header: api_key_header == jwt_header
+                && modes.contains(&AuthMode::Jwt)
+                && modes.contains(&AuthMode::ApiKey),
             modes,
             jwt_header,
             bearer_prefix,
-            api_key_header: header(
-                auth.api_key.as_ref().and_then(|a| a.header.as_ref()),
-                "x-api-key",
-            ),
+            api_key_header,
             trusted_proxies: cfg.server.trusted_proxies.clone(),
             identity_header: opt_header(auth.identity_header.as_ref()),
             mtls_identity_header: opt_header(mtls.identity_header.as_ref()),
@@ -288,57 +359,172 @@ impl Authn {
 
     /// Decides who the caller is. `Ok` carries the identity (anonymous when allowed and
     /// no credential was presented); `Err` the refusal. Signed requests need the
-    /// asynchronous path of [`AuthnLayer`]: here they are refused.
+    /// asynchronous path of [`AuthnLayer`] or [`Authn::authenticate_buffered`]: here they
+    /// are refused, and a JWT whose key-set refresh is under way is decided with the keys
+    /// known now.
     pub fn authenticate<B>(&self, req: &Request<B>) -> Result<Identity, (&'static str, Reject)> {
-        match self.resolve(req) {
-            Resolved::Done(r) => r,
-            Resolved::Signature(_) => Err(fail(
-                "signature",
-                "signature_unsupported",
-                Challenge::Signature { body: false },
-            )),
-            // No waiting here: what the verifier knows now.
-            Resolved::JwtRetry(v, token) => {
-                jwt_outcome(v.verify(&token)).and_then(|id| self.check_revoked(id))
+        self.authenticate_now(req).map(|c| c.identity)
+    }
+
+    fn authenticate_now<B>(&self, req: &Request<B>) -> Result<Combined, Fail> {
+        let slots = match self.resolve(req) {
+            Resolved::Done(r) => {
+                return r.map(|identity| Combined {
+                    identity,
+                    api_key: false,
+                    body: None,
+                });
+            }
+            Resolved::Pending(slots) => slots,
+        };
+        let mut decided = Vec::with_capacity(slots.len());
+        for slot in slots {
+            decided.push(match slot {
+                Slot::Done(r) => r?,
+                Slot::Signature(_) => {
+                    return Err(fail(
+                        "signature",
+                        "signature_unsupported",
+                        Challenge::Signature { body: false },
+                    ));
+                }
+                // No waiting here: what the verifier knows now.
+                Slot::JwtRetry(v, token) => {
+                    jwt_outcome(v.verify(&token)).and_then(|id| self.check_revoked(id))?
+                }
+            });
+        }
+        combine(decided, None)
+    }
+
+    /// Authenticates a request whose whole body is at hand (the admin API), with the same
+    /// rules as [`AuthnLayer`]: every presented credential must verify, signed requests
+    /// included (nonce, `created`, covered components, and `Content-Digest` checked
+    /// against `req.body()`). Counts nothing: the caller records the outcome.
+    pub async fn authenticate_buffered(&self, req: &Request<Bytes>) -> Result<Identity, Fail> {
+        let slots = match self.resolve(req) {
+            Resolved::Done(r) => return r,
+            Resolved::Pending(slots) => slots,
+        };
+        let has_body = !req.body().is_empty();
+        let c = self.complete(slots, Head::of(req), has_body).await?;
+        if let Some(mut check) = c.body {
+            check.update(req.body());
+            if check.finish().is_err() {
+                return Err(fail(
+                    "signature",
+                    "digest_mismatch",
+                    Challenge::Signature { body: true },
+                ));
             }
         }
+        Ok(c.identity)
+    }
+
+    /// Finishes a [`Resolved::Pending`]: JWTs awaited after their key-set refresh, then
+    /// the signature (last: it records the nonce, which a refusal of another credential
+    /// should not burn). Every credential must verify; revocation applies to each.
+    pub(crate) async fn complete(
+        &self,
+        slots: Vec<Slot>,
+        head: Head<'_>,
+        has_body: bool,
+    ) -> Result<Combined, Fail> {
+        let mut decided: Vec<Option<Identity>> = Vec::with_capacity(slots.len());
+        let mut signature = None;
+        for slot in slots {
+            decided.push(match slot {
+                Slot::Done(r) => Some(r?),
+                Slot::JwtRetry(v, token) => Some(
+                    jwt_outcome(v.verify_wait(&token).await)
+                        .and_then(|id| self.check_revoked(id))?,
+                ),
+                Slot::Signature(sig) => {
+                    signature = Some((decided.len(), sig));
+                    None
+                }
+            });
+        }
+        let mut body = None;
+        if let Some((at, sig)) = signature {
+            let (id, checker) = layer::verify_signature(self, &sig, head, has_body)
+                .await
+                .map_err(|reason| {
+                    fail("signature", reason, Challenge::Signature { body: has_body })
+                })?;
+            body = checker;
+            if let Some(slot) = decided.get_mut(at) {
+                *slot = Some(id);
+            }
+        }
+        combine(decided.into_iter().flatten().collect(), body)
+    }
+
+    /// [`Authn::complete`] of slots that are all decided (no waiting).
+    pub(crate) fn complete_now(slots: Vec<Slot>) -> Result<Combined, Fail> {
+        let mut ids = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Slot::Done(r) => ids.push(r?),
+                // Not reached (the caller checked); fail closed all the same.
+                Slot::Signature(_) | Slot::JwtRetry(..) => {
+                    return Err(fail("none", "missing_credentials", Challenge::Bearer));
+                }
+            }
+        }
+        combine(ids, None)
     }
 
     pub(crate) fn resolve<B>(&self, req: &Request<B>) -> Resolved {
         let headers = req.headers();
         let conn = req.extensions().get::<ConnInfo>();
         let peer_trusted = conn.is_some_and(|c| is_trusted(&self.trusted_proxies, c.peer.ip()));
+        // Every mode looks: an absent credential costs a header lookup. The first one
+        // found is the caller's; any other presented must verify too (fail closed: a bad
+        // key is never excused by a good token, nor the reverse).
+        let mut first: Option<Slot> = None;
+        let mut more: Vec<Slot> = Vec::new();
         for mode in &self.modes {
-            let found = match mode {
-                AuthMode::Jwt => match self.jwt(headers) {
-                    Some(Err((_, Reject::Unauthenticated(AuthFailure { reason: RETRY, .. }))))
-                        if let Some(v) = &self.verifiers.jwt
-                            && let Some(t) = self.bearer_token(headers) =>
-                    {
-                        return Resolved::JwtRetry(Arc::clone(v), t);
-                    }
-                    other => other,
-                },
-                AuthMode::ApiKey => self.api_key(headers),
-                AuthMode::Mtls => self.mtls(headers, conn, peer_trusted),
+            let slot = match mode {
+                AuthMode::Jwt => self.jwt(headers),
+                AuthMode::ApiKey => self.api_key(headers).map(Slot::Done),
+                AuthMode::Mtls => self.mtls(headers, conn, peer_trusted).map(Slot::Done),
                 AuthMode::Signature => {
                     if !signature_presented(headers) {
                         None
                     } else if let Some(s) = &self.verifiers.signature {
-                        return Resolved::Signature(Arc::clone(s));
+                        Some(Slot::Signature(Arc::clone(s)))
                     } else {
-                        Some(Err(fail(
+                        Some(Slot::Done(Err(fail(
                             "signature",
                             "mode_unavailable",
                             Challenge::Signature { body: false },
-                        )))
+                        ))))
                     }
                 }
                 AuthMode::None => None,
             };
-            if let Some(result) = found {
-                return Resolved::Done(result.and_then(|id| self.check_revoked(id)));
+            let slot = match slot {
+                None => continue,
+                Some(Slot::Done(r)) => match r.and_then(|id| self.check_revoked(id)) {
+                    Ok(id) => Slot::Done(Ok(id)),
+                    Err(e) => return Resolved::Done(Err(e)),
+                },
+                Some(other) => other,
+            };
+            if first.is_none() {
+                first = Some(slot);
+            } else {
+                more.push(slot);
             }
+        }
+        match first {
+            Some(Slot::Done(r)) if more.is_empty() => return Resolved::Done(r),
+            Some(slot) => {
+                more.insert(0, slot);
+                return Resolved::Pending(more);
+            }
+            None => {}
         }
         if peer_trusted
             && let Some(h) = &self.identity_header
@@ -356,27 +542,32 @@ impl Authn {
         &self.trusted_proxies
     }
 
-    /// The bearer token of the JWT header, if one was presented.
-    fn jwt(&self, headers: &HeaderMap) -> Option<Result<Identity, (&'static str, Reject)>> {
-        let value = match single(headers, &self.jwt_header) {
-            Single::None => return None,
-            Single::Many => {
-                return Some(Err(fail(
-                    "jwt",
-                    "duplicate_credential",
-                    Challenge::InvalidToken,
-                )));
-            }
-            Single::One(v) => v,
-        };
+    /// The token of a bearer credential (`None`: not a bearer credential).
+    fn bearer<'h>(&self, value: &'h HeaderValue) -> Option<&'h [u8]> {
         let bytes = value.as_bytes();
         let p = self.bearer_prefix.as_bytes();
-        // Not a bearer credential (e.g. `Basic …`): another mode may own this header.
-        let token = match bytes.get(..p.len()) {
-            Some(head) if head.eq_ignore_ascii_case(p) => bytes.get(p.len()..).unwrap_or(b""),
-            _ => return None,
+        match bytes.get(..p.len()) {
+            Some(head) if head.eq_ignore_ascii_case(p) => Some(bytes.get(p.len()..).unwrap_or(b"")),
+            _ => None,
+        }
+    }
+
+    /// The bearer token of the JWT header, if one was presented.
+    fn jwt(&self, headers: &HeaderMap) -> Option<Slot> {
+        let invalid = |reason| {
+            Some(Slot::Done(Err(fail(
+                "jwt",
+                reason,
+                Challenge::InvalidToken,
+            ))))
         };
-        let invalid = |reason| Some(Err(fail("jwt", reason, Challenge::InvalidToken)));
+        let value = match single(headers, &self.jwt_header) {
+            Single::None => return None,
+            Single::Many => return invalid("duplicate_credential"),
+            Single::One(v) => v,
+        };
+        // Not a bearer credential (e.g. `Basic …`): another mode may own this header.
+        let token = self.bearer(value)?;
         if token.len() > MAX_CREDENTIAL_BYTES {
             return invalid("token_too_large");
         }
@@ -387,24 +578,12 @@ impl Authn {
             return invalid("mode_unavailable");
         };
         Some(match v.verify(token) {
-            // Marked for `resolve`, which takes the asynchronous path.
+            // An unknown kid whose refresh is under way: the asynchronous path waits.
             Err(TokenFailure::RetryAfterRefresh(_)) => {
-                Err(fail("jwt", RETRY, Challenge::InvalidToken))
+                Slot::JwtRetry(Arc::clone(v), token.to_owned())
             }
-            r => jwt_outcome(r),
+            r => Slot::Done(jwt_outcome(r)),
         })
-    }
-
-    /// The bearer token of a single, well-formed JWT header (after [`Authn::jwt`]
-    /// accepted its shape).
-    fn bearer_token(&self, headers: &HeaderMap) -> Option<String> {
-        let Single::One(v) = single(headers, &self.jwt_header) else {
-            return None;
-        };
-        let p = self.bearer_prefix.len();
-        std::str::from_utf8(v.as_bytes().get(p..)?)
-            .ok()
-            .map(str::to_owned)
     }
 
     fn api_key(&self, headers: &HeaderMap) -> Option<Result<Identity, (&'static str, Reject)>> {
@@ -417,6 +596,8 @@ impl Authn {
                     Challenge::ApiKey,
                 )));
             }
+            // A bearer credential in a header shared with `jwt` is the JWT's.
+            Single::One(v) if self.shared_header && self.bearer(v).is_some() => return None,
             Single::One(v) => v,
         };
         let invalid = |reason| Some(Err(fail("api_key", reason, Challenge::ApiKey)));
@@ -599,17 +780,33 @@ fn signature_presented(headers: &HeaderMap) -> bool {
     headers.contains_key("signature") || headers.contains_key("signature-input")
 }
 
+/// The first identity of several that all verified (configured order).
+fn combine(ids: Vec<Identity>, body: Option<rampart_sig::DigestChecker>) -> Result<Combined, Fail> {
+    let api_key = ids.iter().any(|i| i.method == "api_key");
+    match ids.into_iter().next() {
+        Some(identity) => Ok(Combined {
+            identity,
+            api_key,
+            body,
+        }),
+        // Not reached (a pending request has a slot); fail closed all the same.
+        None => Err(fail("none", "missing_credentials", Challenge::Bearer)),
+    }
+}
+
 impl Authn {
     /// Bookkeeping of a decided authentication: metrics, the identity extension, the API
-    /// key removed before forwarding; the refusal on failure.
+    /// key removed before forwarding (also when `api_key`: a verified key beside the
+    /// credential that named the caller); the refusal on failure.
     pub(crate) fn settle<B>(
         &self,
         req: &mut Request<B>,
-        result: Result<Identity, (&'static str, Reject)>,
+        result: Result<Identity, Fail>,
+        api_key: bool,
     ) -> Result<(), Reject> {
         match result {
             Ok(identity) => {
-                if identity.method == "api_key" {
+                if api_key || identity.method == "api_key" {
                     // rampart's own credential: the upstream never needs (or logs) it.
                     req.headers_mut().remove(&self.api_key_header);
                 }
@@ -618,17 +815,44 @@ impl Authn {
                 Ok(())
             }
             Err((method, reject)) => {
-                let reason = reject.reason();
-                self.verifiers.metrics.failure(method, reason);
-                tracing::debug!(
-                    request_id = req.extensions().get::<RequestId>().map(RequestId::as_str),
-                    method,
-                    reason,
-                    "authentication refused"
-                );
+                self.refused(req.extensions().get::<RequestId>(), method, &reject);
                 Err(reject)
             }
         }
+    }
+
+    /// [`Authn::settle`] on a request taken apart.
+    pub(crate) fn settle_head(
+        &self,
+        head: &mut http::request::Parts,
+        result: Result<Identity, Fail>,
+        api_key: bool,
+    ) -> Result<(), Reject> {
+        match result {
+            Ok(identity) => {
+                if api_key || identity.method == "api_key" {
+                    head.headers.remove(&self.api_key_header);
+                }
+                self.verifiers.metrics.success(identity.method);
+                head.extensions.insert(Arc::new(identity));
+                Ok(())
+            }
+            Err((method, reject)) => {
+                self.refused(head.extensions.get::<RequestId>(), method, &reject);
+                Err(reject)
+            }
+        }
+    }
+
+    fn refused(&self, request_id: Option<&RequestId>, method: &'static str, reject: &Reject) {
+        let reason = reject.reason();
+        self.verifiers.metrics.failure(method, reason);
+        tracing::debug!(
+            request_id = request_id.map(RequestId::as_str),
+            method,
+            reason,
+            "authentication refused"
+        );
     }
 
     /// Whether the matched route skips authentication (`Err`: no route match, a bug).
@@ -650,8 +874,10 @@ impl Stage for Authn {
         if Self::is_public(req)? {
             return Ok(());
         }
-        let result = self.authenticate(req);
-        self.settle(req, result)
+        match self.authenticate_now(req) {
+            Ok(c) => self.settle(req, Ok(c.identity), c.api_key),
+            Err(e) => self.settle(req, Err(e), false),
+        }
     }
 }
 

@@ -42,10 +42,29 @@ impl TokenVerifier for FakeJwt {
                 jti: Some("bad-jti".into()),
             }),
             "nokeys" => Err(TokenFailure::Unavailable),
+            // A kid rotated in at the identity provider: known after the refresh.
+            "rotated" | "rotated-forged" => Err(TokenFailure::RetryAfterRefresh("unknown_kid")),
             _ => Err(TokenFailure::Invalid("bad_signature")),
         }
     }
+
+    fn verify_wait<'a>(&'a self, token: &'a str) -> VerifyFuture<'a> {
+        WAITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(match token {
+            "rotated" => Ok(TokenClaims {
+                subject: "carol".into(),
+                tenant: None,
+                scopes: vec![],
+                roles: vec![],
+                jti: Some("t-9".into()),
+            }),
+            _ => Err(TokenFailure::Invalid("unknown_kid")),
+        }))
+    }
 }
+
+/// How often [`FakeJwt::verify_wait`] ran (only the `rotated` tokens reach it).
+static WAITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 struct FakeKeys;
 impl ApiKeyVerifier for FakeKeys {
@@ -172,8 +191,8 @@ fn modes_in_order_and_identity_fields() {
     assert_eq!(id.method, "api_key");
     assert_eq!(id.credential_id.as_deref(), Some("k1"));
     assert_eq!(id.tenant.as_deref(), Some("globex"));
-    // A bad token is refused even though a good API key is also present: the first
-    // mode that finds a credential decides.
+    // A bad token is refused even though a good API key is also present: every
+    // presented credential must verify.
     let r = run(
         &a,
         request(
@@ -432,4 +451,258 @@ proptest::proptest! {
         let colons: Vec<String> = n.as_bytes().chunks(2).map(|c| String::from_utf8(c.to_vec()).unwrap().to_uppercase()).collect();
         prop_assert_eq!(mtls::normalize_fingerprint(&colons.join(":")), Some(n));
     }
+}
+
+fn run_headers(authn: &Authn, cfg: &Config, headers: &[(&str, &str)]) -> Request<()> {
+    let mut req = request(cfg, "/api", "127.0.0.1:5000", headers);
+    authn.on_request(&mut req).map(|_| ()).unwrap();
+    req
+}
+
+/// Issue 12: a valid credential never excuses a bad one beside it, whatever their order;
+/// the caller is the first configured mode's.
+#[test]
+fn every_presented_credential_must_verify() {
+    let revs = Arc::new(Revs::default());
+    let cfg = config("[auth]\nmodes = [\"jwt\", \"api_key\"]\n");
+    let a = Authn::new(&cfg, verifiers(Arc::clone(&revs))).unwrap();
+    let req = |h: &[(&str, &str)]| request(&cfg, "/api", "127.0.0.1:5000", h);
+    let r = run(
+        &a,
+        req(&[("authorization", "Bearer good"), ("x-api-key", "rpk_bad")]),
+    );
+    assert_eq!(
+        reason(r),
+        (401, "unknown_key", Some("ApiKey realm=\"rampart\"".into()))
+    );
+    assert_eq!(a.metrics().failures("api_key", "unknown_key"), 1);
+    let r = run(
+        &a,
+        req(&[
+            ("authorization", "Bearer forged"),
+            ("x-api-key", "rpk_good"),
+        ]),
+    );
+    assert_eq!(reason(r).1, "bad_signature");
+    // Both verify: the JWT names the caller (first in `auth.modes`); the key, rampart's
+    // own credential, is not forwarded.
+    let done = run_headers(
+        &a,
+        &cfg,
+        &[("authorization", "Bearer good"), ("x-api-key", "rpk_good")],
+    );
+    let id = done.extensions().get::<Arc<Identity>>().unwrap();
+    assert_eq!((id.method, id.subject.as_deref()), ("jwt", Some("alice")));
+    assert!(done.headers().get("x-api-key").is_none());
+    assert!(done.headers().get("authorization").is_some());
+    // Revocation applies to each: a revoked key beside a good token is refused.
+    revs.0.lock().unwrap().insert("key:k1".into());
+    let r = run(
+        &a,
+        req(&[("authorization", "Bearer good"), ("x-api-key", "rpk_good")]),
+    );
+    assert_eq!(reason(r).1, "revoked");
+    revs.0.lock().unwrap().clear();
+
+    // The other order: the API key names the caller.
+    let cfg2 = config("[auth]\nmodes = [\"api_key\", \"jwt\"]\n");
+    let b = Authn::new(&cfg2, verifiers(Arc::default())).unwrap();
+    let done = run_headers(
+        &b,
+        &cfg2,
+        &[("authorization", "Bearer good"), ("x-api-key", "rpk_good")],
+    );
+    let id = done.extensions().get::<Arc<Identity>>().unwrap();
+    assert_eq!((id.method, id.subject.as_deref()), ("api_key", Some("ci")));
+    assert!(done.headers().get("x-api-key").is_none());
+
+    // A credential of a mode that is not configured is ignored (and forwarded).
+    let cfg3 = config("[auth]\nmodes = [\"jwt\"]\n");
+    let c = Authn::new(&cfg3, verifiers(Arc::default())).unwrap();
+    let done = run_headers(
+        &c,
+        &cfg3,
+        &[("authorization", "Bearer good"), ("x-api-key", "rpk_bad")],
+    );
+    assert_eq!(
+        done.extensions().get::<Arc<Identity>>().unwrap().method,
+        "jwt"
+    );
+    assert_eq!(done.headers().get("x-api-key").unwrap(), "rpk_bad");
+}
+
+/// `jwt` and `api_key` on one header: a bearer value is the JWT's, any other the key's
+/// (one credential, not two).
+#[test]
+fn one_header_for_jwt_and_api_key() {
+    let cfg = config(
+        "[auth]\nmodes = [\"api_key\", \"jwt\"]\n[auth.api_key]\nheader = \"authorization\"\n",
+    );
+    let a = Authn::new(&cfg, verifiers(Arc::default())).unwrap();
+    let done = run_headers(&a, &cfg, &[("authorization", "Bearer good")]);
+    let id = done.extensions().get::<Arc<Identity>>().unwrap();
+    assert_eq!(id.method, "jwt");
+    assert!(done.headers().get("authorization").is_some());
+    let done = run_headers(&a, &cfg, &[("authorization", "rpk_good")]);
+    assert_eq!(
+        done.extensions().get::<Arc<Identity>>().unwrap().method,
+        "api_key"
+    );
+    let r = run(
+        &a,
+        request(
+            &cfg,
+            "/api",
+            "127.0.0.1:5000",
+            &[("authorization", "Bearer forged")],
+        ),
+    );
+    assert_eq!(reason(r).1, "bad_signature");
+}
+
+/// A verified client certificate and a user's token on the same request (mTLS transport
+/// plus a bearer token): both verify, the first configured mode names the caller; a bad
+/// token beside a good certificate is refused.
+#[test]
+fn mtls_transport_with_a_user_token() {
+    let der = client_cert(
+        vec![rcgen::SanType::DnsName(
+            "svc.acme.internal".try_into().unwrap(),
+        )],
+        "svc",
+    );
+    let with_cert = |cfg: &Config, headers: &[(&str, &str)]| {
+        let mut req = request(cfg, "/api", "127.0.0.1:5000", headers);
+        req.extensions_mut().insert(ConnInfo {
+            write_stalled: None,
+            peer: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:8443".parse().unwrap(),
+            tls: Some(Arc::new(TlsInfo {
+                sni: None,
+                alpn: None,
+                peer_certificates: Some(Arc::new(vec![Bytes::from(der.clone())])),
+            })),
+        });
+        req
+    };
+    let cfg = config("[auth]\nmodes = [\"jwt\", \"mtls\"]\n");
+    let a = Authn::new(&cfg, verifiers(Arc::default())).unwrap();
+    let id = run(&a, with_cert(&cfg, &[("authorization", "Bearer good")])).unwrap();
+    assert_eq!((id.method, id.subject.as_deref()), ("jwt", Some("alice")));
+    let id = run(&a, with_cert(&cfg, &[])).unwrap();
+    assert_eq!(id.method, "mtls");
+    let r = run(&a, with_cert(&cfg, &[("authorization", "Bearer forged")]));
+    assert_eq!(reason(r).1, "bad_signature");
+    let cfg2 = config("[auth]\nmodes = [\"mtls\", \"jwt\"]\n");
+    let b = Authn::new(&cfg2, verifiers(Arc::default())).unwrap();
+    let id = run(&b, with_cert(&cfg2, &[("authorization", "Bearer good")])).unwrap();
+    assert_eq!(
+        (id.method, id.subject.as_deref()),
+        ("mtls", Some("svc.acme.internal"))
+    );
+    let r = run(&b, with_cert(&cfg2, &[("authorization", "Bearer forged")]));
+    assert_eq!(reason(r).1, "bad_signature");
+}
+
+/// The inner service of the layer tests: answers 200 with the caller in headers.
+#[derive(Clone)]
+struct Echo;
+
+impl<B> tower_service::Service<Request<AuthnBody<B>>> for Echo {
+    type Response = rampart_http::Resp;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<rampart_http::Resp, std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<AuthnBody<B>>) -> Self::Future {
+        let id = req.extensions().get::<Arc<Identity>>().cloned().unwrap();
+        let mut resp = http::Response::new(rampart_http::body::empty());
+        resp.headers_mut()
+            .insert("x-method", http::HeaderValue::from_static(id.method));
+        resp.headers_mut().insert(
+            "x-subject",
+            http::HeaderValue::from_str(id.subject.as_deref().unwrap_or("")).unwrap(),
+        );
+        resp.headers_mut().insert(
+            "x-key-forwarded",
+            http::HeaderValue::from_static(if req.headers().contains_key("x-api-key") {
+                "yes"
+            } else {
+                "no"
+            }),
+        );
+        std::future::ready(Ok(resp))
+    }
+}
+
+/// The asynchronous path: a JWT whose kid arrives with the key-set refresh, beside an API
+/// key. Both must verify; a bad key is refused without waiting on the refresh.
+#[test]
+fn layer_jwt_retry_beside_an_api_key() {
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+    let cfg = config("[auth]\nmodes = [\"jwt\", \"api_key\"]\n");
+    let layer = AuthnLayer::from_stage(Authn::new(&cfg, verifiers(Arc::default())).unwrap());
+    let mut svc = layer.layer(Echo);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut call = |h: &[(&str, &str)]| {
+        let req = request(&cfg, "/api", "127.0.0.1:5000", h)
+            .map(|()| http_body_util::Empty::<Bytes>::new());
+        rt.block_on(svc.call(req)).unwrap()
+    };
+    let header = |r: &rampart_http::Resp, n: &str| {
+        r.headers().get(n).map(|v| v.to_str().unwrap().to_owned())
+    };
+    let waits = || WAITS.load(std::sync::atomic::Ordering::SeqCst);
+    let before = waits();
+    let r = call(&[
+        ("authorization", "Bearer rotated"),
+        ("x-api-key", "rpk_bad"),
+    ]);
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        header(&r, "www-authenticate").as_deref(),
+        Some("ApiKey realm=\"rampart\"")
+    );
+    assert_eq!(waits(), before, "a bad key is refused before any waiting");
+    let r = call(&[
+        ("authorization", "Bearer rotated"),
+        ("x-api-key", "rpk_good"),
+    ]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-method").as_deref(), Some("jwt"));
+    assert_eq!(header(&r, "x-subject").as_deref(), Some("carol"));
+    assert_eq!(header(&r, "x-key-forwarded").as_deref(), Some("no"));
+    assert_eq!(waits(), before + 1);
+    let r = call(&[
+        ("authorization", "Bearer rotated-forged"),
+        ("x-api-key", "rpk_good"),
+    ]);
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        header(&r, "www-authenticate").as_deref(),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    // Alone, as before.
+    let r = call(&[("authorization", "Bearer rotated")]);
+    assert_eq!(header(&r, "x-subject").as_deref(), Some("carol"));
+    // Several credentials decided from memory take the synchronous path.
+    let r = call(&[("authorization", "Bearer good"), ("x-api-key", "rpk_good")]);
+    assert_eq!(
+        (
+            header(&r, "x-subject").as_deref(),
+            header(&r, "x-key-forwarded").as_deref()
+        ),
+        (Some("alice"), Some("no"))
+    );
+    let r = call(&[("authorization", "Bearer good"), ("x-api-key", "rpk_bad")]);
+    assert_eq!(r.status(), 401);
 }

@@ -1,5 +1,6 @@
 //! AES-256-GCM throughput of envelope encryption against aws-lc-rs's raw AEAD on the same
-//! buffer sizes: the envelope adds a header, a random nonce and one allocation per call,
+//! buffer sizes (64 B, 1 KiB, 64 KiB): the envelope adds a header, a random nonce and one
+//! allocation per call (and a wipe of the decrypted buffer),
 //! and must stay within 20% of the raw seal/open.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +12,7 @@ fn bench(c: &mut Criterion) {
     let mut ks = Keyset::new();
     ks.insert(DataKey::generate(1).unwrap(), true);
     let raw = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
-    for size in [1024usize, 16 * 1024, 256 * 1024] {
+    for size in [64usize, 1024, 64 * 1024] {
         let pt = vec![0x5au8; size];
         let mut g = c.benchmark_group("aes256gcm_seal");
         g.throughput(Throughput::Bytes(size as u64));

@@ -243,7 +243,8 @@ impl DataKey {
         out.push(FORMAT_V1);
         out.push(id_len);
         out.extend_from_slice(self.id.as_bytes());
-        let aad = AadBuf::new(&out, context);
+        let (mut stack, mut heap) = ([0u8; AAD_STACK], Vec::new());
+        let aad = aad(&out, context, &mut stack, &mut heap);
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(plaintext);
@@ -251,7 +252,7 @@ impl DataKey {
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad.as_slice()),
+                Aad::from(aad),
                 out.get_mut(start..)
                     .ok_or(EnvelopeError::Crypto("buffer"))?,
             )
@@ -261,86 +262,110 @@ impl DataKey {
     }
 
     fn decrypt_parsed(&self, p: &Parsed<'_>, context: &[u8]) -> Result<Plaintext, EnvelopeError> {
-        let aad = AadBuf::new(p.header, context);
-        let nonce =
-            Nonce::try_assume_unique_for_key(p.nonce).map_err(|_| EnvelopeError::Decrypt)?;
-        // Wrapped at once: a failed open leaves partial plaintext in the buffer, wiped too.
-        let mut buf = Plaintext(p.body.to_vec());
+        // One buffer: `header ‖ context` (the associated data) then the ciphertext,
+        // decrypted in place. Wrapped at once: a failed open may leave partial plaintext
+        // in it, wiped too.
+        let start = p.header.len() + context.len();
+        let mut buf = Vec::with_capacity(start + p.body.len());
+        buf.extend_from_slice(p.header);
+        buf.extend_from_slice(context);
+        buf.extend_from_slice(p.body);
+        let mut out = Plaintext { buf, start, len: 0 };
+        let (aad, in_out) = out
+            .buf
+            .split_at_mut_checked(start)
+            .ok_or(EnvelopeError::Crypto("buffer"))?;
         let len = self
             .key
-            .open_in_place(nonce, Aad::from(aad.as_slice()), &mut buf.0)
+            .open_in_place(
+                Nonce::assume_unique_for_key(p.nonce),
+                Aad::from(&*aad),
+                in_out,
+            )
             .map_err(|_| EnvelopeError::Decrypt)?
             .len();
-        buf.0.truncate(len);
-        Ok(buf)
+        out.len = len;
+        Ok(out)
     }
 }
 
-/// Decrypted bytes, wiped on drop (length and spare capacity). The wipe is a plain
-/// `memset` kept by `black_box` and a compiler fence rather than `zeroize`'s byte-wise
-/// volatile writes, which cost as much as the decryption itself on large payloads.
-pub struct Plaintext(Vec<u8>);
+/// Decrypted bytes, wiped on drop: the whole buffer the decryption used (the associated
+/// data before the plaintext, the authentication tag after it), so a failed or partial
+/// open is wiped too. The wipe is a plain `memset` kept by `black_box` and a compiler
+/// fence rather than `zeroize`'s byte-wise volatile writes, which cost as much as the
+/// decryption itself on large payloads.
+pub struct Plaintext {
+    /// Exactly as allocated (never grown or truncated: no spare capacity to wipe).
+    buf: Vec<u8>,
+    /// Where the plaintext starts in `buf`, and its length.
+    start: usize,
+    len: usize,
+}
 
 impl Plaintext {
     pub fn as_slice(&self) -> &[u8] {
-        &self.0
+        self.buf
+            .get(self.start..self.start.saturating_add(self.len))
+            .unwrap_or(&[])
     }
 }
 
 impl std::ops::Deref for Plaintext {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl Drop for Plaintext {
     fn drop(&mut self) {
-        self.0.fill(0);
-        self.0
-            .spare_capacity_mut()
-            .fill(std::mem::MaybeUninit::new(0));
-        std::hint::black_box(self.0.as_mut_ptr());
+        self.buf.fill(0);
+        std::hint::black_box(self.buf.as_mut_ptr());
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-/// `header ‖ context` on the stack when it fits (the usual case: no allocation per
-/// message), else on the heap.
-enum AadBuf {
-    Stack([u8; 192], usize),
-    Heap(Vec<u8>),
-}
+/// Longest `header ‖ context` assembled on the stack (a header is at most 66 bytes).
+const AAD_STACK: usize = 160;
 
-impl AadBuf {
-    fn new(header: &[u8], context: &[u8]) -> Self {
-        let n = header.len() + context.len();
-        let mut a = [0u8; 192];
-        if let Some(dst) = a.get_mut(..n) {
-            let (h, c) = dst.split_at_mut(header.len());
-            h.copy_from_slice(header);
-            c.copy_from_slice(context);
-            return AadBuf::Stack(a, n);
-        }
-        let mut v = Vec::with_capacity(n);
-        v.extend_from_slice(header);
-        v.extend_from_slice(context);
-        AadBuf::Heap(v)
+/// `header ‖ context` in `stack` when it fits (the usual case: no allocation, nothing
+/// moved), else in `heap`.
+fn aad<'a>(
+    header: &[u8],
+    context: &[u8],
+    stack: &'a mut [u8; AAD_STACK],
+    heap: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    let n = header.len() + context.len();
+    if let Some(dst) = stack.get_mut(..n) {
+        let (h, c) = dst.split_at_mut(header.len());
+        h.copy_from_slice(header);
+        c.copy_from_slice(context);
+        return dst;
     }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            AadBuf::Stack(a, n) => a.get(..*n).unwrap_or(&[]),
-            AadBuf::Heap(v) => v,
-        }
-    }
+    heap.reserve_exact(n);
+    heap.extend_from_slice(header);
+    heap.extend_from_slice(context);
+    heap
 }
 
 struct Parsed<'a> {
     header: &'a [u8],
-    id: &'a str,
-    nonce: &'a [u8],
+    nonce: [u8; NONCE_LEN],
+    /// The data-key id as stored: not yet checked (a lookup that finds a key proves it
+    /// valid, every held key's id was checked; [`Parsed::id`] checks it otherwise).
+    id: &'a [u8],
     body: &'a [u8],
+}
+
+impl Parsed<'_> {
+    /// The id as text, if it is a valid data-key id.
+    fn id(&self) -> Result<&str, EnvelopeError> {
+        std::str::from_utf8(self.id)
+            .ok()
+            .filter(|s| valid_key_id(s))
+            .ok_or(EnvelopeError::Format("bad data-key id"))
+    }
 }
 
 fn parse(ct: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
@@ -356,29 +381,34 @@ fn parse(ct: &[u8]) -> Result<Parsed<'_>, EnvelopeError> {
         return Err(EnvelopeError::Format("truncated"));
     }
     let (id, rest) = rest.split_at(n);
-    let id = std::str::from_utf8(id)
-        .ok()
-        .filter(|s| valid_key_id(s))
-        .ok_or(EnvelopeError::Format("bad data-key id"))?;
-    let (nonce, body) = rest.split_at(NONCE_LEN);
+    let (nonce, body) = rest
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or(EnvelopeError::Format("truncated"))?;
     let header = ct.get(..2 + n).ok_or(EnvelopeError::Format("truncated"))?;
     Ok(Parsed {
         header,
+        nonce: *nonce,
         id,
-        nonce,
         body,
     })
 }
 
 /// The data-key id a ciphertext names, if it parses.
 pub fn ciphertext_key_id(ct: &[u8]) -> Result<&str, EnvelopeError> {
-    parse(ct).map(|p| p.id)
+    let p = parse(ct)?;
+    // The lifetime of `ct`, not of `p`.
+    let id: &[u8] = p.id;
+    std::str::from_utf8(id)
+        .ok()
+        .filter(|s| valid_key_id(s))
+        .ok_or(EnvelopeError::Format("bad data-key id"))
 }
 
-/// Every unwrapped data key, and which one encrypts new data.
+/// Every unwrapped data key, and which one encrypts new data. Keyed by the id's bytes,
+/// so a ciphertext's id is looked up as stored, without decoding it first.
 #[derive(Default)]
 pub struct Keyset {
-    keys: BTreeMap<String, DataKey>,
+    keys: BTreeMap<Box<[u8]>, DataKey>,
     primary: Option<String>,
 }
 
@@ -392,7 +422,7 @@ impl Keyset {
         if primary {
             self.primary = Some(key.id.clone());
         }
-        self.keys.insert(key.id.clone(), key);
+        self.keys.insert(key.id.as_bytes().into(), key);
     }
 
     pub fn len(&self) -> usize {
@@ -404,11 +434,13 @@ impl Keyset {
     }
 
     pub fn primary(&self) -> Option<&DataKey> {
-        self.primary.as_ref().and_then(|id| self.keys.get(id))
+        self.primary
+            .as_ref()
+            .and_then(|id| self.keys.get(id.as_bytes()))
     }
 
     pub fn get(&self, id: &str) -> Option<&DataKey> {
-        self.keys.get(id)
+        self.keys.get(id.as_bytes())
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &DataKey> {
@@ -425,11 +457,11 @@ impl Keyset {
     /// Decrypts with whichever data key the ciphertext names.
     pub fn decrypt(&self, ciphertext: &[u8], context: &[u8]) -> Result<Plaintext, EnvelopeError> {
         let p = parse(ciphertext)?;
-        let key = self
-            .keys
-            .get(p.id)
-            .ok_or_else(|| EnvelopeError::UnknownKey(p.id.to_owned()))?;
-        key.decrypt_parsed(&p, context)
+        match self.keys.get(p.id) {
+            Some(key) => key.decrypt_parsed(&p, context),
+            // Held ids are valid: say why this one is not found (never echoing a bad id).
+            None => Err(EnvelopeError::UnknownKey(p.id()?.to_owned())),
+        }
     }
 }
 
@@ -507,6 +539,19 @@ mod tests {
         assert!(ks.decrypt(&[2, 1, b'a'], b"").is_err());
         assert!(ks.decrypt(&[1, 60, b'a'], b"").is_err());
         assert!(Keyset::new().encrypt(b"x", b"").is_err());
+        // The id is looked up as stored; why it is not found is said after the lookup: a
+        // malformed id is a format error (never echoed), a well-formed one unknown.
+        let mut ct = vec![FORMAT_V1, 3];
+        ct.extend_from_slice(b"a/b");
+        ct.extend_from_slice(&[0u8; NONCE_LEN + TAG_LEN]);
+        assert!(matches!(
+            ks.decrypt(&ct, b""),
+            Err(EnvelopeError::Format("bad data-key id"))
+        ));
+        assert!(ciphertext_key_id(&ct).is_err());
+        ct[3] = b'_';
+        assert!(matches!(ks.decrypt(&ct, b""), Err(EnvelopeError::UnknownKey(id)) if id == "a_b"));
+        assert_eq!(ciphertext_key_id(&ct).unwrap(), "a_b");
     }
 
     proptest! {
@@ -514,7 +559,8 @@ mod tests {
 
         #[test]
         fn roundtrip(pt in proptest::collection::vec(any::<u8>(), 0..2048),
-                     ctx in proptest::collection::vec(any::<u8>(), 0..64)) {
+                     // Beyond AAD_STACK too: the associated data then goes to the heap.
+                     ctx in proptest::collection::vec(any::<u8>(), 0..300)) {
             let (_, ks) = keyset();
             let ct = ks.encrypt(&pt, &ctx).unwrap();
             prop_assert_eq!(&*ks.decrypt(&ct, &ctx).unwrap(), pt.as_slice());
@@ -535,6 +581,10 @@ mod tests {
             let (_, ks) = keyset();
             let ct = ks.encrypt(&pt, b"ctx").unwrap();
             prop_assert!(ks.decrypt(&ct, b"ctx2").is_err());
+            let long = [7u8; 200];
+            let ct2 = ks.encrypt(&pt, &long).unwrap();
+            prop_assert_eq!(&*ks.decrypt(&ct2, &long).unwrap(), pt.as_slice());
+            prop_assert!(ks.decrypt(&ct2, &long[..199]).is_err());
             // Another key under the same id: authentication fails, not a wrong plaintext.
             let id = ks.primary().unwrap().id().to_owned();
             let mut other = Keyset::new();

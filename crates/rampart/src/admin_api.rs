@@ -4,7 +4,10 @@
 //! Guards against: anyone reaching the admin address changing credentials (every route
 //! but the OpenAPI document authenticates the caller with the gateway's own modes and
 //! verifiers and needs the `admin` scope, the `*` scope or the `admin` role; anonymous
-//! access never qualifies, even where `auth.modes` holds `none`); oversized or malformed
+//! access never qualifies, even where `auth.modes` holds `none`); credential confusion
+//! (the credentials of two modes on one call are refused); forged, replayed or altered
+//! signed device requests (RFC 9421, verified as on the public listener, the
+//! `Content-Digest` against the whole body before any handler runs); oversized or malformed
 //! bodies (64 KiB cap in `rampart-admin`, `application/json` only, strict JSON with known
 //! members only; a body that does not parse gets a fixed detail, never the parser's
 //! message). Trusts: the authentication stage and the credential store.
@@ -24,7 +27,7 @@ use http::{Method, Request, StatusCode};
 use rampart_admin::{AdminApi, AdminResponse, admin_json, admin_problem};
 use rampart_authn::Authn;
 use rampart_config::Config;
-use rampart_http::{ConnInfo, Identity, Reject};
+use rampart_http::{Challenge, ConnInfo, Identity, Reject};
 use rampart_store::{ApiKeys, RevocationSet, Revocations, Store, StoreError};
 
 use crate::auth::AuthRuntime;
@@ -147,9 +150,9 @@ pub(crate) struct Ctx {
     /// `/admin/devices`: the devices of the `signature` mode.
     pub devices: crate::admin_devices::DevicesApi,
     authn: Authn,
-    /// The headers of the credential-bearing modes (`jwt`, `api_key`): an admin call
-    /// presents exactly one credential.
-    credential_headers: Vec<http::HeaderName>,
+    /// The headers of the credential-bearing modes (`jwt`, `api_key`, `signature`): an
+    /// admin call presents the credential of one mode.
+    credential_headers: Vec<Vec<http::HeaderName>>,
     admin_addr: Option<SocketAddr>,
 }
 
@@ -217,8 +220,9 @@ pub(crate) fn match_path(
     }
 }
 
-/// The headers that carry a credential of an enabled mode (the JWT's, the API key's).
-fn credential_headers(cfg: &Config) -> Vec<http::HeaderName> {
+/// The headers that carry a credential of each enabled mode (the JWT's, the API key's,
+/// a signature's two fields): an admin call presents the credential of one mode.
+fn credential_headers(cfg: &Config) -> Vec<Vec<http::HeaderName>> {
     use rampart_config::raw::AuthMode;
     let auth = cfg.later.auth.clone().unwrap_or_default();
     let modes = auth.modes.unwrap_or_default();
@@ -226,53 +230,93 @@ fn credential_headers(cfg: &Config) -> Vec<http::HeaderName> {
         n.and_then(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
             .unwrap_or(http::HeaderName::from_static(default))
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<http::HeaderName>> = Vec::new();
     if modes.contains(&AuthMode::Jwt) {
-        out.push(name(
+        out.push(vec![name(
             auth.jwt.as_ref().and_then(|j| j.header.as_deref()),
             "authorization",
-        ));
+        )]);
     }
     if modes.contains(&AuthMode::ApiKey) {
-        out.push(name(
+        let h = name(
             auth.api_key.as_ref().and_then(|k| k.header.as_deref()),
             "x-api-key",
-        ));
+        );
+        // One header for both: one credential (the stage tells them apart).
+        if !out.iter().any(|g| g.contains(&h)) {
+            out.push(vec![h]);
+        }
     }
-    out.dedup();
+    if modes.contains(&AuthMode::Signature) {
+        out.push(vec![
+            http::HeaderName::from_static("signature"),
+            http::HeaderName::from_static("signature-input"),
+        ]);
+    }
     out
 }
 
 impl Ctx {
-    /// The caller, if it may use the admin API; else the refusal.
-    fn caller(
-        &self,
-        req: &Request<Bytes>,
-        peer: SocketAddr,
-    ) -> Result<Identity, Box<AdminResponse>> {
-        // Credential confusion: the authentication stage takes the first mode that finds
-        // a credential, so a valid JWT beside a bad API key would pass. An admin call
-        // presents one credential, or none is believed.
+    /// Credential confusion: an admin call presents the credential of one mode, or none
+    /// is believed (the authentication stage also requires every presented credential to
+    /// verify; the admin API is stricter still).
+    fn several_credentials(&self, headers: &http::HeaderMap) -> Result<(), Box<AdminResponse>> {
         let presented = self
             .credential_headers
             .iter()
-            .filter(|h| req.headers().contains_key(*h))
+            .filter(|g| g.iter().any(|h| headers.contains_key(h)))
             .count();
         if presented > 1 {
             self.authn.metrics().failure("none", "several_credentials");
-            return Err(Box::new(unauthenticated()));
+            return Err(Box::new(unauthenticated(None)));
         }
-        let mut probe = Request::new(());
-        *probe.headers_mut() = req.headers().clone();
-        probe.extensions_mut().insert(ConnInfo {
+        Ok(())
+    }
+
+    fn conn(&self, peer: SocketAddr) -> ConnInfo {
+        ConnInfo {
             write_stalled: None,
             peer,
             local: self.admin_addr.unwrap_or(peer),
             tls: None,
-        });
-        match self.authn.authenticate(&probe) {
+        }
+    }
+
+    /// The caller, if it may use the admin API; else the refusal. Signed requests
+    /// (RFC 9421) verify against the whole body, with the admin listener's target URI.
+    async fn caller(
+        &self,
+        req: &mut Request<Bytes>,
+        peer: SocketAddr,
+    ) -> Result<Identity, Box<AdminResponse>> {
+        self.several_credentials(req.headers())?;
+        req.extensions_mut().insert(self.conn(peer));
+        let outcome = self.authn.authenticate_buffered(req).await;
+        self.judge(outcome)
+    }
+
+    /// [`Ctx::caller`] from the headers alone (the status page): no body, so no signed
+    /// requests (refused, `signature_unsupported`).
+    fn caller_now(
+        &self,
+        headers: &http::HeaderMap,
+        peer: SocketAddr,
+    ) -> Result<Identity, Box<AdminResponse>> {
+        self.several_credentials(headers)?;
+        let mut probe = Request::new(());
+        *probe.headers_mut() = headers.clone();
+        probe.extensions_mut().insert(self.conn(peer));
+        let outcome = self.authn.authenticate(&probe);
+        self.judge(outcome)
+    }
+
+    fn judge(
+        &self,
+        outcome: Result<Identity, (&'static str, Reject)>,
+    ) -> Result<Identity, Box<AdminResponse>> {
+        match outcome {
             Ok(id) if is_admin(&id) => Ok(id),
-            Ok(id) if id.is_anonymous() => Err(Box::new(unauthenticated())),
+            Ok(id) if id.is_anonymous() => Err(Box::new(unauthenticated(None))),
             Ok(_) => Err(Box::new(admin_problem(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -286,7 +330,8 @@ impl Ctx {
                         "auth_unavailable",
                         "Credentials cannot be checked right now; retry later.",
                     ),
-                    _ => unauthenticated(),
+                    Reject::Unauthenticated(f) => unauthenticated(Some(f.challenge)),
+                    _ => unauthenticated(None),
                 }))
             }
         }
@@ -298,7 +343,7 @@ impl Ctx {
 async fn dispatch(
     ctx: Arc<Ctx>,
     routes: Arc<[Route]>,
-    req: Request<Bytes>,
+    mut req: Request<Bytes>,
     peer: SocketAddr,
 ) -> AdminResponse {
     let path = req.uri().path();
@@ -324,7 +369,7 @@ async fn dispatch(
     }
     let needs_auth = hit.as_ref().map_or(!all_public, |(r, _)| !r.public);
     let caller = if needs_auth {
-        match ctx.caller(&req, peer) {
+        match ctx.caller(&mut req, peer).await {
             Ok(c) => c,
             Err(r) => return *r,
         }
@@ -359,16 +404,27 @@ async fn dispatch(
     .await
 }
 
-fn unauthenticated() -> AdminResponse {
+/// `401` with the one generic detail; a refused signature also gets `Accept-Signature`
+/// (RFC 9421 §5.1) naming the components it must cover, as on the public listener.
+fn unauthenticated(challenge: Option<Challenge>) -> AdminResponse {
     let mut r = admin_problem(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
         "Valid credentials are required to access this route.",
     );
+    let signature = challenge.and_then(Challenge::accept_signature);
     r.headers_mut().insert(
         http::header::WWW_AUTHENTICATE,
-        http::HeaderValue::from_static("Bearer realm=\"rampart-admin\""),
+        http::HeaderValue::from_static(if signature.is_some() {
+            "Signature realm=\"rampart-admin\""
+        } else {
+            "Bearer realm=\"rampart-admin\""
+        }),
     );
+    if let Some(v) = signature {
+        r.headers_mut()
+            .insert(http::HeaderName::from_static("accept-signature"), v);
+    }
     r
 }
 
@@ -417,9 +473,7 @@ impl AdminApi for Api {
         headers: &http::HeaderMap,
         peer: SocketAddr,
     ) -> Result<(), Box<AdminResponse>> {
-        let mut req = Request::new(Bytes::new());
-        *req.headers_mut() = headers.clone();
-        self.ctx.caller(&req, peer).map(|_| ())
+        self.ctx.caller_now(headers, peer).map(|_| ())
     }
 }
 

@@ -31,8 +31,9 @@ pub(crate) fn routes() -> Vec<Route> {
     }]
 }
 
-/// The document for this configuration: only the schemes of the enabled modes, with the
-/// configured header names. Without either mode the admin API accepts no caller (the
+/// The document for this configuration: only the schemes of the enabled modes (`jwt`,
+/// `api_key`, `signature`), with the configured header names. Without any of them the
+/// admin API accepts no caller (the
 /// admin listener has no TLS, so `mtls` cannot reach it); the document then keeps both
 /// schemes as the shape a caller would need.
 pub(crate) fn document(cfg: &Config) -> String {
@@ -70,6 +71,13 @@ pub(crate) fn document(cfg: &Config) -> String {
             "apiKeyAuth".into(),
             json!({"type": "apiKey", "in": "header", "name": header,
                    "description": "A rampart API key `rpk_…` (auth mode `api_key`)."}),
+        );
+    }
+    if modes.contains(&AuthMode::Signature) {
+        schemes.insert(
+            "signatureAuth".into(),
+            json!({"type": "apiKey", "in": "header", "name": "signature",
+                   "description": "A device's RFC 9421 signed request (auth mode `signature`): `Signature` and `Signature-Input` covering `@method`, `@target-uri` (this listener's) and, with a body, `content-digest` (RFC 9530), with `created`, `nonce` and `keyid` (the device name)."}),
         );
     }
     if !schemes.is_empty() {
@@ -203,5 +211,12 @@ mod tests {
         assert_eq!(s["bearerAuth"]["type"], "apiKey");
         assert_eq!(s["bearerAuth"]["name"], "x-token");
         assert_eq!(keys["security"].as_array().unwrap().len(), 2);
+
+        let signed: Value =
+            serde_json::from_str(&document(&config("[auth]\nmodes = [\"signature\"]"))).unwrap();
+        let s = signed["components"]["securitySchemes"].as_object().unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s["signatureAuth"]["name"], "signature");
+        assert_eq!(signed["security"], json!([{"signatureAuth": []}]));
     }
 }

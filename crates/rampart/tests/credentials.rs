@@ -312,3 +312,115 @@ fn user_subject(token: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     v["sub"].as_str().unwrap().to_owned()
 }
+
+fn with_both(gw: &Gateway, token: &str, key: &str) -> Resp {
+    raw(
+        gw.addr,
+        &format!(
+            "GET /private HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+/// Issue 12, credential confusion: a JWT and an API key on one request must both verify
+/// (a valid one never excuses a bad one); when they do, the caller is the first
+/// configured mode's, and the key is not forwarded.
+#[test]
+fn a_jwt_and_an_api_key_must_both_verify() {
+    let up = Upstream::start();
+    let (dir, _) = setup(&up, "keys-and-jwt", None, "");
+    let (code, out, err) = cli(
+        &dir,
+        &[
+            "apikey", "create", "--name", "ci-bot", "--tenant", "globex", "--scopes", "jobs",
+            "--format", "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let key = serde_json::from_str::<serde_json::Value>(&out).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, token, err) = cli(
+        &dir,
+        &["token", "mint", "--sub", "alice", "--scopes", "jobs"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_owned();
+    let mut bad_key = key.clone().into_bytes();
+    let i = bad_key.len() - 10;
+    bad_key[i] = if bad_key[i] == b'a' { b'b' } else { b'a' };
+    let bad_key = String::from_utf8(bad_key).unwrap();
+    let bad_token = format!("{}x", &token[..token.len() - 1]);
+    let gw = Gateway::spawn(dir.clone(), dir.join("rampart.toml")).unwrap();
+    let failures = |method: &str| -> u64 {
+        let m = gw.admin_get("/metrics").text();
+        let p = format!("rampart_auth_failures_total{{method=\"{method}\",");
+        m.lines()
+            .filter(|l| l.starts_with(&p))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+
+    // Valid JWT + bad API key: refused with the key's challenge, counted for the key.
+    let r = with_both(&gw, &token, &bad_key);
+    assert_eq!(assert_problem(&r, 401)["code"], "unauthenticated");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("ApiKey realm=\"rampart\"")
+    );
+    assert!(failures("api_key") >= 1);
+    // Bad JWT + valid API key: refused with the token's challenge.
+    let r = with_both(&gw, &bad_token, &key);
+    assert_problem(&r, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    assert!(failures("jwt") >= 1);
+    assert!(up.seen().is_empty(), "nothing forwarded: {:?}", up.seen());
+    // Both valid: the JWT's identity (`jwt` is listed first); the key is not forwarded.
+    let r = with_both(&gw, &token, &key);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-rampart-auth"), Some("jwt"));
+    assert_eq!(seen.header("x-rampart-subject"), Some("alice"));
+    assert!(seen.header("x-api-key").is_none());
+    // A revoked key beside a valid token is refused too.
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _, err) = cli(&dir, &["apikey", "revoke", &id]);
+    assert_eq!(code, 0, "{err}");
+    within(Duration::from_secs(5), "API key revocation", || {
+        with_both(&gw, &token, &key).status == 401
+    });
+
+    // The other order (a second gateway on the same store): the API key names the caller.
+    let (code, out, err) = cli(
+        &dir,
+        &[
+            "apikey", "create", "--name", "ci-two", "--tenant", "globex", "--scopes", "jobs",
+            "--format", "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let key2 = serde_json::from_str::<serde_json::Value>(&out).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = std::fs::read_to_string(dir.join("rampart.toml"))
+        .unwrap()
+        .replace(
+            "modes = [\"jwt\", \"api_key\"]",
+            "modes = [\"api_key\", \"jwt\"]",
+        );
+    std::fs::write(dir.join("reversed.toml"), text).unwrap();
+    let gw2 = Gateway::spawn(dir.clone(), dir.join("reversed.toml")).unwrap();
+    let r = with_both(&gw2, &token, &key2);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.last();
+    assert_eq!(seen.header("x-rampart-auth"), Some("api_key"));
+    assert_eq!(seen.header("x-rampart-subject"), Some("ci-two"));
+}

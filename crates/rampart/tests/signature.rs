@@ -226,8 +226,22 @@ fn host(gw: &Gateway) -> String {
 
 /// Sends a signed request; `body` may differ from what was signed.
 fn send(gw: &Gateway, s: &Sign<'_>, signed: &Signed, body: Option<&[u8]>) -> Resp {
+    send_to(gw.addr, s, signed, body, &[])
+}
+
+/// Sends a signed request to `addr` with `extra` header fields (not signed).
+fn send_to(
+    addr: std::net::SocketAddr,
+    s: &Sign<'_>,
+    signed: &Signed,
+    body: Option<&[u8]>,
+    extra: &[(&str, &str)],
+) -> Resp {
     let mut req = format!("{} {} HTTP/1.1\r\n", s.method, s.target).into_bytes();
     for (n, v) in &signed.headers {
+        req.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    for (n, v) in extra {
         req.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
     }
     if let Some(b) = body {
@@ -237,7 +251,7 @@ fn send(gw: &Gateway, s: &Sign<'_>, signed: &Signed, body: Option<&[u8]>) -> Res
     if let Some(b) = body {
         req.extend_from_slice(b);
     }
-    raw_bytes(gw.addr, &req)
+    raw_bytes(addr, &req)
 }
 
 fn sign_and_send(gw: &Gateway, s: &Sign<'_>) -> Resp {
@@ -655,6 +669,247 @@ fn device_cli_usage_errors() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("Example"));
     let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+/// Adds the `jwt` mode (HS256, dev) after `signature` in `auth.modes`.
+fn with_jwt(env: &Env) {
+    write_private(
+        &env.dir.join("jwt"),
+        "dev-jwt-secret-0123456789abcdef0123456789",
+        0o600,
+    );
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        "modes = [\"signature\"]",
+        "modes = [\"signature\", \"jwt\"]",
+    ) + &format!(
+        "[auth.jwt]\nissuer = \"rampart-dev\"\naudience = [\"rampart\"]\nhs256_secret = \"file:{}/jwt\"\nallowed_algs = [\"HS256\"]\n",
+        env.dir.display()
+    );
+    std::fs::write(&env.config, text).unwrap();
+}
+
+fn mint(env: &Env, sub: &str, scopes: &str) -> String {
+    ok(&env.cli(&["token", "mint", "--sub", sub, "--scopes", scopes]))
+        .trim()
+        .to_owned()
+}
+
+/// Issue 12 on signed requests: a signature and a JWT on one request must both verify;
+/// the caller is the signature's device (`signature` is listed first).
+#[test]
+fn signature_beside_a_jwt_must_both_verify() {
+    let upstream = Upstream::start();
+    let env = Env::new(upstream.addr);
+    with_jwt(&env);
+    let (ed, _) = create_ed(&env, "sensor-both", "openssh");
+    let gw = env.gateway();
+    let good = mint(&env, "alice", "telemetry");
+    let bad = format!("{}x", &good[..good.len() - 1]);
+    let body: &[u8] = b"{\"temp\": 20}";
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    // Valid signature + bad JWT: refused with the JWT's challenge, nothing forwarded.
+    for b in [None, Some(body)] {
+        upstream.clear();
+        let s = Sign::new("sensor-both", &ed, b);
+        let signed = s.sign(&host(&gw));
+        let r = send_to(gw.addr, &s, &signed, b, &[("Authorization", &bearer(&bad))]);
+        assert_problem(&r, 401);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    }
+    // Bad signature (another key) + valid JWT: refused with Accept-Signature.
+    let (other, _) = (
+        Key::Ed {
+            private_pem: python(&json!({"mode": "genkey"}))["private_pem"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        },
+        (),
+    );
+    let s = Sign::new("sensor-both", &other, None);
+    let signed = s.sign(&host(&gw));
+    let r = send_to(
+        gw.addr,
+        &s,
+        &signed,
+        None,
+        &[("Authorization", &bearer(&good))],
+    );
+    assert_refused(&r, false);
+    assert!(failures(&gw, "signature_invalid") >= 1);
+    // Both valid: the device is the caller, with or without a body.
+    for b in [None, Some(body)] {
+        upstream.clear();
+        let s = Sign::new("sensor-both", &ed, b);
+        let signed = s.sign(&host(&gw));
+        let r = send_to(
+            gw.addr,
+            &s,
+            &signed,
+            b,
+            &[("Authorization", &bearer(&good))],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = upstream.last();
+        assert_eq!(seen.header("x-rampart-auth"), Some("signature"));
+        assert_eq!(seen.header("x-rampart-subject"), Some("sensor-both"));
+        assert!(seen.body_complete);
+    }
+    // The JWT alone still works, and counted failures name the failing mode.
+    upstream.clear();
+    let r = raw(
+        gw.addr,
+        &format!(
+            "GET /api/readings HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {good}\r\nConnection: close\r\n\r\n",
+            host(&gw)
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(upstream.last().header("x-rampart-subject"), Some("alice"));
+    let m = gw.admin_get("/metrics").text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("rampart_auth_failures_total{method=\"jwt\"")),
+        "{m}"
+    );
+}
+
+/// Issue 18: devices on `/admin/*`. A signed request from a device with the `admin` scope
+/// lists devices and adds a revocation (the body's digest checked); a replay, a body
+/// altered after signing and a device without the scope are refused.
+#[test]
+fn signed_requests_on_the_admin_api() {
+    let upstream = Upstream::start();
+    let env = Env::new(upstream.addr);
+    with_jwt(&env);
+    let k = python(&json!({ "mode": "genkey" }));
+    let pub_file = env.dir.join("ops.pub");
+    std::fs::write(&pub_file, k["openssh"].as_str().unwrap()).unwrap();
+    ok(&env.cli(&[
+        "device",
+        "create",
+        "--name",
+        "ops-console",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "admin",
+        "--alg",
+        "ed25519",
+        "--public-key",
+        pub_file.to_str().unwrap(),
+    ]));
+    let ops = Key::Ed {
+        private_pem: k["private_pem"].as_str().unwrap().to_owned(),
+    };
+    let (sensor, _) = create_ed(&env, "plain-sensor", "openssh");
+    let gw = env.gateway();
+    let admin = gw.admin.unwrap();
+    let admin_host = format!("127.0.0.1:{}", admin.port());
+    let at = |s: &mut Sign<'_>, method: &'static str, target: &'static str| {
+        s.method = method;
+        s.target = target;
+    };
+
+    // GET /admin/devices, signed for the admin listener.
+    let mut s = Sign::new("ops-console", &ops, None);
+    at(&mut s, "GET", "/admin/devices");
+    let signed = s.sign(&admin_host);
+    let r = send_to(admin, &s, &signed, None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names: Vec<String> = r.json()["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"ops-console".to_owned()), "{names:?}");
+    // The same request again: a replay.
+    let r = send_to(admin, &s, &signed, None, &[]);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("accept-signature")
+            .unwrap()
+            .contains("\"@method\"")
+    );
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Signature realm=\"rampart-admin\"")
+    );
+    assert!(failures(&gw, "signature_replay") >= 1);
+
+    // POST /admin/revocations with a signed body.
+    let body = br#"{"kind":"subject","value":"mallory","until":null,"reason":"signed"}"#;
+    let mut s = Sign::new("ops-console", &ops, Some(body));
+    at(&mut s, "POST", "/admin/revocations");
+    let signed = s.sign(&admin_host);
+    let r = send_to(admin, &s, &signed, Some(body), &[]);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["value"], "mallory");
+    // Altered after signing (same length): refused, nothing written.
+    let altered = br#"{"kind":"subject","value":"mallorz","until":null,"reason":"signed"}"#;
+    assert_eq!(altered.len(), body.len());
+    let mut s = Sign::new("ops-console", &ops, Some(body));
+    at(&mut s, "POST", "/admin/revocations");
+    let signed = s.sign(&admin_host);
+    let r = send_to(admin, &s, &signed, Some(altered), &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(
+        r.header("accept-signature")
+            .unwrap()
+            .contains("content-digest")
+    );
+    assert!(failures(&gw, "digest_mismatch") >= 1);
+    // The target URI is the one the admin listener rebuilds: a signature made for
+    // another path, or another authority, does not verify.
+    let mut s = Sign::new("ops-console", &ops, None);
+    at(&mut s, "GET", "/admin/revocations");
+    let signed = s.sign(&admin_host);
+    at(&mut s, "GET", "/admin/devices");
+    assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 401);
+    let mut s = Sign::new("ops-console", &ops, None);
+    at(&mut s, "GET", "/admin/devices");
+    let mut signed = s.sign(&admin_host);
+    for (n, v) in &mut signed.headers {
+        if n.eq_ignore_ascii_case("host") {
+            *v = format!("localhost:{}", admin.port());
+        }
+    }
+    assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 401);
+    assert!(failures(&gw, "signature_invalid") >= 2);
+    // A device without the admin scope.
+    let mut s = Sign::new("plain-sensor", &sensor, None);
+    at(&mut s, "GET", "/admin/devices");
+    let signed = s.sign(&admin_host);
+    assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 403);
+    // A signature and a JWT together on the admin API: two credentials.
+    let root = mint(&env, "root", "admin");
+    let mut s = Sign::new("ops-console", &ops, None);
+    at(&mut s, "GET", "/admin/devices");
+    let signed = s.sign(&admin_host);
+    let r = send_to(
+        admin,
+        &s,
+        &signed,
+        None,
+        &[("Authorization", &format!("Bearer {root}"))],
+    );
+    assert_eq!(r.status, 401);
+    // Only the one good revocation was written.
+    let r = admin_call(&gw, "GET", "/admin/revocations", Some(&root), "");
+    assert_eq!(r.status, 200);
+    let values: Vec<String> = r.json()["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(values, vec!["mallory".to_owned()]);
 }
 
 fn admin_call(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body: &str) -> Resp {

@@ -30,7 +30,7 @@ fn memory(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % keys.len();
             let q = Query {
-                identity: &keys[i],
+                identity: keys[i].as_bytes(),
                 limit: l,
                 tenant: None,
             };
@@ -41,7 +41,7 @@ fn memory(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % keys.len();
             let q = Query {
-                identity: &keys[i],
+                identity: keys[i].as_bytes(),
                 limit: l,
                 tenant: Some(("tenant\0acme", l)),
             };
@@ -114,7 +114,7 @@ fn redis(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % keys.len();
                 let q = Query {
-                    identity: &keys[i],
+                    identity: keys[i].as_bytes(),
                     limit: l,
                     tenant,
                 };
@@ -133,7 +133,7 @@ fn redis(c: &mut Criterion) {
                 .map(|_| {
                     i = (i + 1) % keys.len();
                     let q = Query {
-                        identity: &keys[i],
+                        identity: keys[i].as_bytes(),
                         limit: l,
                         tenant: None,
                     };

@@ -182,31 +182,41 @@ fn overridden(tier: &Tier, o: &rampart_http::RateOverride) -> (Limit, Option<Hea
 /// route).
 fn state_header(tier: &str, v: &Verdict) -> Option<HeaderValue> {
     let mut num = itoa::Buffer::new();
-    let mut s = Vec::with_capacity(tier.len() + 32);
-    s.push(b'"');
-    s.extend_from_slice(tier.as_bytes());
-    s.extend_from_slice(b"\";r=");
-    s.extend_from_slice(num.format(v.remaining).as_bytes());
-    s.extend_from_slice(b";t=");
-    s.extend_from_slice(num.format(v.reset_s()).as_bytes());
-    // The buffer becomes the value's storage (no second allocation and copy).
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+    let r = num.format(v.remaining).as_bytes();
+    let mut num2 = itoa::Buffer::new();
+    let t = num2.format(v.reset_s()).as_bytes();
+    let parts: [&[u8]; 6] = [b"\"", tier.as_bytes(), b"\";r=", r, b";t=", t];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    // Assembled on the stack; the value's one allocation is its own copy.
+    let mut stack = [0u8; 96];
+    if let Some(buf) = stack.get_mut(..len) {
+        let mut at = 0;
+        for p in parts {
+            if let Some(dst) = buf.get_mut(at..at + p.len()) {
+                dst.copy_from_slice(p);
+            }
+            at += p.len();
+        }
+        return HeaderValue::from_bytes(buf).ok();
+    }
+    HeaderValue::from_bytes(&parts.concat()).ok()
 }
 
-/// The key of the caller: `id` + method + subject when authenticated, else `ip` + the
-/// resolved client address (IPv6: its /64, which one host usually holds whole).
+/// The key of the caller (opaque bytes): `id` + method + subject when authenticated,
+/// else `ip` + the resolved client address's bytes (IPv6: its /64, which one host
+/// usually holds whole).
 /// Prefixed with the tier: tiers are separate budgets.
-fn identity_key<B>(tier: &str, a: &Authorized<B>) -> Option<String> {
+fn identity_key<B>(tier: &str, a: &Authorized<B>) -> Option<Vec<u8>> {
     let id = a.permit.identity();
-    let mut k = String::with_capacity(64);
-    k.push_str(tier);
-    k.push('\0');
+    let mut k = Vec::with_capacity(64);
+    k.extend_from_slice(tier.as_bytes());
+    k.push(0);
     match (&id.subject, id.method) {
         (Some(sub), m) if m != "none" => {
-            k.push_str("id\0");
-            k.push_str(m);
-            k.push('\0');
-            k.push_str(sub);
+            k.extend_from_slice(b"id\0");
+            k.extend_from_slice(m.as_bytes());
+            k.push(0);
+            k.extend_from_slice(sub.as_bytes());
         }
         _ => {
             let ip = a
@@ -215,14 +225,15 @@ fn identity_key<B>(tier: &str, a: &Authorized<B>) -> Option<String> {
                 .get::<ClientAddr>()?
                 .ip
                 .to_canonical();
+            // The address's bytes, not its text (no formatting per request).
             match ip {
-                IpAddr::V4(_) => {
-                    k.push_str("ip\0");
-                    rampart_http::push_ip(&mut k, ip);
+                IpAddr::V4(v4) => {
+                    k.extend_from_slice(b"ip\0");
+                    k.extend_from_slice(&v4.octets());
                 }
                 IpAddr::V6(v6) => {
-                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    let _ = write!(k, "ip6\0{}/64", std::net::Ipv6Addr::from(prefix));
+                    k.extend_from_slice(b"ip6\0");
+                    k.extend_from_slice(&v6.octets()[..8]);
                 }
             }
         }

@@ -47,10 +47,10 @@ pub use metrics::RateLimitMetrics;
 pub use redis::{RedisBackend, RedisConfigError};
 
 /// One decision: the caller's key and budget, and the tenant's when there is one.
-/// Keys are opaque strings chosen by the layer; backends hash them.
+/// Keys are opaque bytes chosen by the layer; backends hash them.
 #[derive(Debug, Clone, Copy)]
 pub struct Query<'a> {
-    pub identity: &'a str,
+    pub identity: &'a [u8],
     pub limit: Limit,
     pub tenant: Option<(&'a str, Limit)>,
 }

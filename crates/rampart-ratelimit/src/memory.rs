@@ -122,9 +122,9 @@ impl MemoryBackend {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn hash(&self, key: &str) -> u64 {
+    fn hash(&self, key: &[u8]) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write(key.as_bytes());
+        h.write(key);
         h.finish()
     }
 
@@ -149,7 +149,7 @@ impl MemoryBackend {
             let mut m = self.lock(si)?;
             return Ok(self.one(&mut m, hi, q.limit, now));
         };
-        let ht = self.hash(tkey);
+        let ht = self.hash(tkey.as_bytes());
         let st = Self::shard_of(ht);
         if si == st {
             let mut m = self.lock(si)?;
@@ -253,7 +253,7 @@ mod tests {
 
     fn q<'a>(id: &'a str, l: Limit, t: Option<(&'a str, Limit)>) -> Query<'a> {
         Query {
-            identity: id,
+            identity: id.as_bytes(),
             limit: l,
             tenant: t,
         }

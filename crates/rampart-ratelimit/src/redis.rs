@@ -157,8 +157,8 @@ fn error_kind(e: &redis::RedisError) -> &'static str {
 }
 
 /// First 16 bytes of SHA-256, hex: stable across gateways, never the raw value.
-fn digest(out: &mut String, s: &str) {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+fn digest(out: &mut String, s: &[u8]) {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s);
     for b in d.as_ref().iter().take(16) {
         let _ = write!(out, "{b:02x}");
     }
@@ -171,7 +171,7 @@ pub fn keys(q: &Query<'_>) -> (String, Option<String>) {
         Some((tenant, _)) => {
             let mut tag = String::with_capacity(40);
             tag.push_str("rampart:rl:{t:");
-            digest(&mut tag, tenant);
+            digest(&mut tag, tenant.as_bytes());
             tag.push('}');
             id.push_str(&tag);
             id.push_str(":id:");
@@ -493,7 +493,7 @@ mod tests {
     fn keys_share_the_tenant_tag_and_hide_raw_values() {
         let l = Limit::new(60, 5).unwrap();
         let q = Query {
-            identity: "default\0id\0jwt\0alice@example.com",
+            identity: b"default\0id\0jwt\0alice@example.com",
             limit: l,
             tenant: Some(("tenant\0acme", l)),
         };

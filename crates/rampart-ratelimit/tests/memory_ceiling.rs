@@ -27,7 +27,7 @@ fn million_distinct_keys_stay_under_ceiling() {
         key.push_str(&std::net::Ipv6Addr::from(u128::from(i) << 16 | 0x2001 << 112).to_string());
         let v = m
             .decide_now(&Query {
-                identity: &key,
+                identity: key.as_bytes(),
                 limit: l,
                 tenant: None,
             })

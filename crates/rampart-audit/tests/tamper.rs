@@ -305,6 +305,7 @@ fn write_failure_refuses_records_and_loses_none_that_were_acked() {
     let mut cfg = l.config();
     cfg.fault = Some(rampart_audit::danger::FaultInjection {
         fail_after_bytes: 20_000,
+        ..Default::default()
     });
     let m = rampart_http::GatewayMetrics::new();
     let (h, _) = rampart_audit::AuditHandle::start(cfg, l.keyring(), m.clone()).unwrap();

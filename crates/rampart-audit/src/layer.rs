@@ -20,6 +20,7 @@
 //! # let _ = layer.layer(());
 //! ```
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -208,7 +209,7 @@ where
         };
         let shared = Arc::clone(shared);
         let start = Instant::now();
-        let method = req.method().as_str().to_owned();
+        let method = method_name(req.method());
         let path = redact_query(
             req.uri().path(),
             req.uri().query(),
@@ -273,7 +274,30 @@ const SECURITY_HEADERS: &[&str] = &[
     "cross-origin-opener-policy",
 ];
 
-fn entry_of(resp: &Resp, method: String, path: String, start: Instant, s: &LayerSettings) -> Entry {
+/// The method's name, without an allocation for the standard ones.
+fn method_name(m: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    Cow::Borrowed(match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(m.as_str().to_owned()),
+    })
+}
+
+fn entry_of(
+    resp: &Resp,
+    method: Cow<'static, str>,
+    path: String,
+    start: Instant,
+    s: &LayerSettings,
+) -> Entry {
     let outcome = resp
         .extensions()
         .get::<Outcome>()
@@ -300,7 +324,7 @@ fn entry_of(resp: &Resp, method: String, path: String, start: Instant, s: &Layer
             .and_then(|i| i.subject.clone())
             .map(|v| pseudo("subject", v)),
         tenant: identity.and_then(|i| i.tenant.clone()),
-        auth: identity.map_or("none", |i| i.method).to_owned(),
+        auth: Cow::Borrowed(identity.map_or("none", |i| i.method)),
         client_ip: resp
             .extensions()
             .get::<ClientIp>()
@@ -312,8 +336,8 @@ fn entry_of(resp: &Resp, method: String, path: String, start: Instant, s: &Layer
             .map(|r| r.0.id.to_string()),
         path,
         status: resp.status().as_u16(),
-        decision: outcome.decision.as_str().to_owned(),
-        reason: outcome.reason.to_owned(),
+        decision: Cow::Borrowed(outcome.decision.as_str()),
+        reason: Cow::Borrowed(outcome.reason),
         latency_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
     }
 }

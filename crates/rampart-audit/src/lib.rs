@@ -40,10 +40,21 @@ pub use writer::{AppendError, AuditHandle, AuditStatus, StartReport, WriterConfi
 /// configuration.
 pub mod danger {
     /// Fail writes with ENOSPC once this many bytes were written since start (the
-    /// write that crosses the limit lands partly, as on a full disk).
+    /// write that crosses the limit lands partly, as on a full disk); make every
+    /// fdatasync of a segment take `sync_delay` longer (a slow disk).
     #[derive(Debug, Clone, Copy)]
     pub struct FaultInjection {
         pub fail_after_bytes: u64,
+        pub sync_delay: std::time::Duration,
+    }
+
+    impl Default for FaultInjection {
+        fn default() -> Self {
+            Self {
+                fail_after_bytes: u64::MAX,
+                sync_delay: std::time::Duration::ZERO,
+            }
+        }
     }
 }
 

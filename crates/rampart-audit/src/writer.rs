@@ -1,16 +1,24 @@
 //! The writer: one dedicated thread owns the segment file, the chain and the Merkle
 //! tree. Requests hand it an [`Entry`] through a bounded queue and wait for its ack.
 //!
-//! Group commit: the thread takes everything queued (up to `max_batch`), encodes it,
-//! writes it with one `write(2)`, acks every record of the batch, then `fdatasync`s
-//! before taking the next batch. A record is therefore in the file (safe from a killed
-//! process) before its response leaves, and on disk (safe from a power loss) at most one
-//! batch later. A failed write is rolled back (the file is cut to its last good length)
-//! and every record of the batch is answered with an error, so nothing is half-chained.
+//! Group commit: the thread takes everything queued (up to `max_batch`; once woken it
+//! yields the CPU for up to `linger` while records keep arriving, so a busy gateway on
+//! few cores gets real batches), encodes it, writes it with one `write(2)` and acks every
+//! record of the batch. A record is therefore in the file (safe from a killed process)
+//! before its response leaves. A failed write is rolled back (the file is cut to its last
+//! good length) and every record of the batch is answered with an error, so nothing is
+//! half-chained.
 //!
-//! Checkpoints are signed after the fsync that makes their records durable, every
-//! `checkpoint_every_records` records or `checkpoint_every` (when records arrived), and
-//! at shutdown.
+//! Durability against power loss is a second thread's job (`rampart-audit-sync`): it
+//! `fdatasync`s whatever was written since its last sync (one sync covers every batch
+//! written meanwhile) and publishes the durable record count. The writer never waits for
+//! it unless more than `max_unsynced` records are written but not yet durable (a slow
+//! disk then slows the writer, so the power-loss window stays bounded); while syncs fail
+//! and that bound is reached, batches are refused (`on_failure` applies).
+//!
+//! Checkpoints are signed only over durable records (the writer fdatasyncs first when
+//! the sync thread has not yet covered them), every `checkpoint_every_records` records
+//! or `checkpoint_every` (when records arrived), and at shutdown.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -18,7 +26,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use rampart_crypto::Keyring;
@@ -45,6 +53,13 @@ pub struct WriterConfig {
     /// Bound on queued records; a full queue past the request's deadline is a failure.
     pub queue_capacity: usize,
     pub max_batch: usize,
+    /// How long the writer, once woken, keeps gathering records that are still
+    /// arriving before it writes them (it yields the CPU meanwhile and stops early when
+    /// nothing new came): the bound on what batching adds to a record's latency.
+    pub linger: Duration,
+    /// Records written but not yet fdatasynced past which the writer waits for the sync
+    /// thread: the bound on what a power loss can cost.
+    pub max_unsynced: u64,
     /// Test-only failure injection.
     pub fault: Option<danger::FaultInjection>,
     /// The PostgreSQL sink: every batch is committed there too before it is acknowledged.
@@ -62,6 +77,8 @@ impl WriterConfig {
             segment_max_age: Duration::from_secs(86_400),
             queue_capacity: 65_536,
             max_batch: 4096,
+            linger: Duration::from_micros(500),
+            max_unsynced: 8192,
             fault: None,
             postgres: None,
         }
@@ -102,6 +119,7 @@ struct Shared {
     submitted: AtomicU64,
     taken: AtomicU64,
     queue_capacity: usize,
+    durable: Arc<Durable>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,6 +130,105 @@ struct Head {
     checkpoint_ts: Option<String>,
 }
 
+/// What the writer and the sync thread share: the current segment, how many records
+/// are written to the files, and how many of them are durable.
+struct Durable {
+    state: Mutex<SyncState>,
+    /// Wakes the sync thread (records written, or stop).
+    wake: Condvar,
+    /// Wakes whoever waits for `durable` to advance (or for a sync error).
+    progress: Condvar,
+}
+
+struct SyncState {
+    /// The segment the writer appends to (earlier segments were synced at rotation).
+    file: Arc<File>,
+    /// Records written to the files (the writer's next `seq`).
+    written: u64,
+    /// Records known to be on disk (a successful fdatasync covered them).
+    durable: u64,
+    /// The last fdatasync failure, cleared by the next success.
+    error: Option<String>,
+    stop: bool,
+}
+
+impl Durable {
+    fn lock(&self) -> MutexGuard<'_, SyncState> {
+        // The state stays consistent whatever a panicking holder did (plain counters).
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// fdatasync, after the injected delay of a test.
+fn sync_file(file: &File, fault: Option<&danger::FaultInjection>) -> std::io::Result<()> {
+    if let Some(f) = fault
+        && !f.sync_delay.is_zero()
+    {
+        std::thread::sleep(f.sync_delay);
+    }
+    file.sync_data()
+}
+
+/// The sync thread: fdatasyncs the current segment whenever records were written since
+/// the last sync (so one sync covers every batch written while the previous one ran)
+/// and publishes the durable count.
+fn sync_loop(
+    d: &Durable,
+    shared: &Shared,
+    metrics: &GatewayMetrics,
+    fault: Option<danger::FaultInjection>,
+) {
+    loop {
+        let (file, target) = {
+            let mut s = d.lock();
+            while s.written <= s.durable && !s.stop {
+                s = d
+                    .wake
+                    .wait(s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if s.stop {
+                // The writer synced everything itself before stopping.
+                return;
+            }
+            (Arc::clone(&s.file), s.written)
+        };
+        let r = sync_file(&file, fault.as_ref());
+        let failed = {
+            let mut s = d.lock();
+            let failed = match r {
+                Ok(()) => {
+                    s.durable = s.durable.max(target);
+                    s.error = None;
+                    false
+                }
+                Err(e) => {
+                    let msg = format!("fdatasync: {e}");
+                    tracing::error!(error = %msg, "audit: fdatasync failed");
+                    metrics.audit.fsync_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.failing.store(true, Ordering::Relaxed);
+                    if let Ok(mut l) = shared.last_error.lock() {
+                        *l = Some(msg.clone());
+                    }
+                    s.error = Some(msg);
+                    true
+                }
+            };
+            d.progress.notify_all();
+            failed
+        };
+        if failed {
+            // Retry, but not in a hot loop.
+            let s = d.lock();
+            if !s.stop {
+                let _ = d.wake.wait_timeout(s, Duration::from_millis(100));
+            }
+        }
+    }
+}
+
 /// What the status page shows of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditStatus {
@@ -119,6 +236,9 @@ pub struct AuditStatus {
     pub records: u64,
     /// `hash` of the last record (hex; the genesis value before the first record).
     pub head_hash: String,
+    /// Records known to be on disk (fdatasynced); `records` minus this is what a power
+    /// loss could cost now.
+    pub durable: u64,
     /// Records covered by the last signed checkpoint.
     pub checkpoint_size: u64,
     /// When the last checkpoint was signed (RFC 3339), if one is known.
@@ -181,7 +301,23 @@ impl AuditHandle {
             submitted: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             queue_capacity: state.cfg.queue_capacity,
+            durable: Arc::clone(&state.durable),
         });
+        let mut state = state;
+        let (d, s2, m2, fault) = (
+            Arc::clone(&state.durable),
+            Arc::clone(&shared),
+            Arc::clone(&state.metrics),
+            state.cfg.fault,
+        );
+        let sync_join = std::thread::Builder::new()
+            .name("rampart-audit-sync".into())
+            .spawn(move || sync_loop(&d, &s2, &m2, fault))
+            .map_err(|e| AuditError::Io {
+                path: "audit sync thread".into(),
+                source: e,
+            })?;
+        state.sync_join = Some(sync_join);
         let s2 = Arc::clone(&shared);
         let join = std::thread::Builder::new()
             .name("rampart-audit".into())
@@ -261,6 +397,7 @@ impl AuditHandle {
         AuditStatus {
             records: head.records,
             head_hash: record::hex(&head.hash),
+            durable: self.shared.durable.lock().durable,
             checkpoint_size: head.checkpoint_size,
             checkpoint_ts: head.checkpoint_ts,
             queue_depth: submitted.saturating_sub(taken),
@@ -300,7 +437,10 @@ struct State {
     cfg: WriterConfig,
     keyring: Arc<Keyring>,
     metrics: Arc<GatewayMetrics>,
-    file: File,
+    /// The current segment (shared with the sync thread through `durable`).
+    file: Arc<File>,
+    durable: Arc<Durable>,
+    sync_join: Option<std::thread::JoinHandle<()>>,
     seg_first: u64,
     /// Length of the segment up to the last good write.
     seg_len: u64,
@@ -318,8 +458,6 @@ struct State {
     buf: Vec<u8>,
     ts: String,
     pg: Option<crate::pg::PgSink>,
-    /// Nothing was written to `file` since its last successful fdatasync.
-    synced: bool,
 }
 
 pub(crate) fn create_dir(dir: &Path) -> std::io::Result<()> {
@@ -461,12 +599,28 @@ impl State {
                 0,
             ),
         };
+        let file = Arc::new(file);
+        let durable = Arc::new(Durable {
+            state: Mutex::new(SyncState {
+                file: Arc::clone(&file),
+                written: next_seq,
+                // Recovery read these from the file; whether they are on disk is what
+                // the first sync settles.
+                durable: 0,
+                error: None,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+        });
         Ok((
             Self {
                 cfg,
                 keyring,
                 metrics,
                 file,
+                durable,
+                sync_join: None,
                 seg_first,
                 seg_len,
                 seg_opened: Instant::now(),
@@ -481,7 +635,6 @@ impl State {
                 buf: Vec::with_capacity(1 << 20),
                 ts: String::with_capacity(32),
                 pg,
-                synced: false,
             },
             report,
         ))
@@ -515,6 +668,7 @@ impl State {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     let _ = self.finish();
+                    self.stop_sync();
                     return;
                 }
             };
@@ -525,18 +679,18 @@ impl State {
                     other => control = Some(other),
                 }
             }
-            while control.is_none() && batch.len() < self.cfg.max_batch {
-                match rx.try_recv() {
-                    Ok(Msg::Record(e, a)) => batch.push((e, a)),
-                    Ok(other) => control = Some(other),
-                    Err(_) => break,
-                }
-            }
+            self.gather(rx, &mut batch, &mut control);
             if !batch.is_empty() {
                 shared
                     .taken
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let r = self.write_batch(&mut batch);
+                let r = self.write_batch(&mut batch).and_then(|()| {
+                    // A failing sync keeps the writer flagged until a sync succeeds.
+                    match &self.durable.lock().error {
+                        Some(e) => Err(e.clone()),
+                        None => Ok(()),
+                    }
+                });
                 shared.failing.store(r.is_err(), Ordering::Relaxed);
                 if let Err(e) = r
                     && let Ok(mut l) = shared.last_error.lock()
@@ -576,6 +730,7 @@ impl State {
                         let _ = self.write_batch(&mut batch);
                     }
                     let r = self.finish();
+                    self.stop_sync();
                     self.publish(shared);
                     let _ = reply.send(r);
                     return;
@@ -583,6 +738,82 @@ impl State {
                 _ => {}
             }
         }
+    }
+
+    /// Takes what is queued behind the first record (up to `max_batch`, or until a
+    /// control message). While records keep arriving, yields the CPU and looks again,
+    /// for at most `linger`: on a loaded gateway with few cores the request threads
+    /// then queue many records per wake-up instead of one.
+    fn gather(&self, rx: &Receiver<Msg>, batch: &mut Vec<(Entry, Ack)>, control: &mut Option<Msg>) {
+        let drain = |batch: &mut Vec<(Entry, Ack)>, control: &mut Option<Msg>| {
+            let before = batch.len();
+            while control.is_none() && batch.len() < self.cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Record(e, a)) => batch.push((e, a)),
+                    Ok(other) => *control = Some(other),
+                    Err(_) => break,
+                }
+            }
+            batch.len() > before
+        };
+        drain(batch, control);
+        if batch.is_empty() || self.cfg.linger.is_zero() {
+            return;
+        }
+        let start = Instant::now();
+        while control.is_none()
+            && batch.len() < self.cfg.max_batch
+            && start.elapsed() < self.cfg.linger
+        {
+            std::thread::yield_now();
+            if !drain(batch, control) {
+                break;
+            }
+        }
+    }
+
+    /// Stops the sync thread (after the writer's own last sync).
+    fn stop_sync(&mut self) {
+        self.durable.lock().stop = true;
+        self.durable.wake.notify_all();
+        if let Some(j) = self.sync_join.take() {
+            let _ = j.join();
+        }
+    }
+
+    /// fdatasyncs the current segment on this thread unless the sync thread already
+    /// covered every record written (all earlier segments were synced at rotation).
+    fn sync_now(&mut self) -> std::io::Result<()> {
+        if self.durable.lock().durable >= self.next_seq {
+            return Ok(());
+        }
+        sync_file(&self.file, self.cfg.fault.as_ref())?;
+        let mut s = self.durable.lock();
+        s.durable = s.durable.max(self.next_seq);
+        self.durable.progress.notify_all();
+        Ok(())
+    }
+
+    /// Waits until writing `n` more records leaves at most `max_unsynced` written
+    /// records not yet durable (a batch larger than that waits until everything before
+    /// it is durable); when syncs are failing by then, the batch is refused (it could
+    /// not be made durable).
+    fn wait_for_sync_room(&self, n: u64) -> std::io::Result<()> {
+        let mut s = self.durable.lock();
+        while self.next_seq > s.durable
+            && (self.next_seq + n).saturating_sub(s.durable) > self.cfg.max_unsynced
+        {
+            if let Some(e) = &s.error {
+                return Err(std::io::Error::other(e.clone()));
+            }
+            s = self
+                .durable
+                .progress
+                .wait_timeout(s, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<Option<Checkpoint>, String> {
@@ -599,12 +830,9 @@ impl State {
     }
 
     fn write_checkpoint(&mut self, why: &str) -> Result<Option<Checkpoint>, String> {
-        // The records it covers must be on disk first (already so right after a batch's
-        // fdatasync: no second one).
-        if !self.synced {
-            self.file.sync_data().map_err(|e| e.to_string())?;
-            self.synced = true;
-        }
+        // The records it covers must be on disk first (no second sync when the sync
+        // thread already covered them).
+        self.sync_now().map_err(|e| format!("fdatasync: {e}"))?;
         let cp = Checkpoint {
             origin: self.cfg.origin.clone(),
             size: self.tree.size(),
@@ -649,8 +877,14 @@ impl State {
         {
             return Ok(());
         }
-        self.file.sync_data()?;
-        let f = open_segment(&self.cfg.dir, self.next_seq)?;
+        sync_file(&self.file, self.cfg.fault.as_ref())?;
+        let f = Arc::new(open_segment(&self.cfg.dir, self.next_seq)?);
+        {
+            let mut s = self.durable.lock();
+            s.durable = s.durable.max(self.next_seq);
+            s.file = Arc::clone(&f);
+            self.durable.progress.notify_all();
+        }
         self.file = f;
         self.seg_first = self.next_seq;
         self.seg_len = 0;
@@ -667,17 +901,9 @@ impl State {
                     let _ = ack.send(Ok(first + i as u64));
                 }
                 self.metrics.audit.written.fetch_add(n, Ordering::Relaxed);
-                // Durable against power loss before the next batch is taken.
-                let synced = self.file.sync_data();
-                self.synced = synced.is_ok();
-                if let Err(e) = synced {
-                    tracing::error!(error = %e, "audit: fdatasync failed");
-                    self.metrics
-                        .audit
-                        .fsync_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(format!("fdatasync: {e}"));
-                }
+                // Durable against power loss by the sync thread's next fdatasync.
+                self.durable.lock().written = self.next_seq;
+                self.durable.wake.notify_one();
                 Ok(())
             }
             Err(e) => {
@@ -698,6 +924,7 @@ impl State {
             self.file.set_len(self.seg_len)?;
             self.dirty = false;
         }
+        self.wait_for_sync_room(batch.len() as u64)?;
         self.maybe_rotate()?;
         self.buf.clear();
         let first = self.next_seq;
@@ -725,7 +952,6 @@ impl State {
             }
             seq += 1;
         }
-        self.synced = false;
         if let Err(e) = self.write_all() {
             self.dirty = true;
             return Err(e);
@@ -757,13 +983,13 @@ impl State {
             if (self.buf.len() as u64) > room {
                 // Like a full disk: part of the batch lands, then ENOSPC.
                 let part = usize::try_from(room).unwrap_or(0);
-                self.file.write_all(self.buf.get(..part).unwrap_or(&[]))?;
+                (&*self.file).write_all(self.buf.get(..part).unwrap_or(&[]))?;
                 self.fault_bytes += room;
                 return Err(std::io::Error::from_raw_os_error(28));
             }
             self.fault_bytes += self.buf.len() as u64;
         }
-        self.file.write_all(&self.buf)
+        (&*self.file).write_all(&self.buf)
     }
 }
 

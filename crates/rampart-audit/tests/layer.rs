@@ -74,6 +74,7 @@ async fn run(on_failure: OnFailure) -> (u64, u64, Log, std::sync::Arc<GatewayMet
     let mut cfg = l.config();
     cfg.fault = Some(rampart_audit::danger::FaultInjection {
         fail_after_bytes: 12_000,
+        ..Default::default()
     });
     let m = GatewayMetrics::new();
     let (h, _) = AuditHandle::start(cfg, l.keyring(), m.clone()).unwrap();

@@ -204,14 +204,14 @@ fn checkpoint_signed_by_an_outside_key_is_refused() {
                 request_id: r.request_id.clone(),
                 subject: r.subject.clone(),
                 tenant: r.tenant.clone(),
-                auth: r.auth.clone(),
+                auth: r.auth.clone().into(),
                 client_ip: r.client_ip.clone(),
-                method: r.method.clone(),
+                method: r.method.clone().into(),
                 route: r.route.clone(),
                 path: r.path.clone(),
                 status: r.status,
-                decision: r.decision.clone(),
-                reason: r.reason.clone(),
+                decision: r.decision.clone().into(),
+                reason: r.reason.clone().into(),
                 latency_us: r.latency_us,
             };
             let mut out = Vec::new();
@@ -305,6 +305,7 @@ fn write_failure_refuses_records_and_loses_none_that_were_acked() {
     let mut cfg = l.config();
     cfg.fault = Some(rampart_audit::danger::FaultInjection {
         fail_after_bytes: 20_000,
+        ..Default::default()
     });
     let m = rampart_http::GatewayMetrics::new();
     let (h, _) = rampart_audit::AuditHandle::start(cfg, l.keyring(), m.clone()).unwrap();

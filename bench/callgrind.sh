@@ -20,12 +20,15 @@ bin=${RAMPART_BIN:-$here/../target/release/rampart}
 base=${BENCH_PORT_BASE:-18280}
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
-out=$(mktemp -d)
+# Under bench/results (not /tmp): the data root of a configuration with @DATA@ (audit
+# segments, keys) must pass the data-root rules, which refuse world-writable parents.
+mkdir -p "$here/results"
+out=$(mktemp -d -p "$here/results" callgrind.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
 
 "$bin" echo --fixed --listen "127.0.0.1:$base" >/dev/null 2>&1 &
 sed -e "s|127.0.0.1:18081|127.0.0.1:$((base + 1))|" -e "s|127.0.0.1:18082|127.0.0.1:$((base + 2))|" \
-    -e "s|http://127.0.0.1:18080|http://127.0.0.1:$base|" "$config" >"$out/rampart.toml"
+    -e "s|http://127.0.0.1:18080|http://127.0.0.1:$base|" -e "s|@DATA@|$out/data|g" "$config" >"$out/rampart.toml"
 
 # wrk sends the header (if any) to PATH until the gateway has counted N requests; the
 # count read from /metrics afterwards (not N) is what the instructions are divided by.
@@ -46,6 +49,10 @@ served() {
 
 ir_for() { # N -> "requests instructions"
   local n=$1 f=$out/cg.$1
+  rm -rf "$out/data" && mkdir -m 0700 "$out/data"
+  if grep -q '^\[signing\]' "$out/rampart.toml"; then
+    "$bin" keys generate --config "$out/rampart.toml" >/dev/null 2>&1
+  fi
   valgrind --tool=callgrind --callgrind-out-file="$f" "$bin" serve --config "$out/rampart.toml" \
     >"$out/access.$n.jsonl" 2>"$out/vg.$n.log" &
   local pid=$!

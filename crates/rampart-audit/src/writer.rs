@@ -100,6 +100,50 @@ pub enum AppendError {
 
 type Ack = oneshot::Sender<Result<u64, AppendError>>;
 
+/// The answers of one batch.
+type AckBatch = Vec<(Ack, Result<u64, AppendError>)>;
+
+/// Delivers a batch's answers. Waking each waiting request from the writer thread costs
+/// one cross-thread wake-up per record, and on a gateway with one core each of them
+/// switches to the runtime's thread and back; so when the writer starts inside a
+/// runtime, a task of that runtime receives the whole batch in one message and answers
+/// each request itself. At most one answer per record written is ever in that channel
+/// (each comes from the bounded queue). Without a runtime, or once that task is gone,
+/// the writer answers directly.
+struct Acker {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<AckBatch>>,
+}
+
+impl Acker {
+    fn new() -> Self {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return Self { tx: None };
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<AckBatch>();
+        rt.spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                for (ack, r) in batch {
+                    let _ = ack.send(r);
+                }
+            }
+        });
+        Self { tx: Some(tx) }
+    }
+
+    fn deliver(&self, batch: AckBatch) {
+        let batch = match &self.tx {
+            Some(tx) => match tx.send(batch) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => batch,
+        };
+        for (ack, r) in batch {
+            let _ = ack.send(r);
+        }
+    }
+}
+
 // Records go by value through the queue: boxing them would add an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Msg {
@@ -304,6 +348,7 @@ impl AuditHandle {
             durable: Arc::clone(&state.durable),
         });
         let mut state = state;
+        state.acker = Acker::new();
         let (d, s2, m2, fault) = (
             Arc::clone(&state.durable),
             Arc::clone(&shared),
@@ -458,6 +503,7 @@ struct State {
     buf: Vec<u8>,
     ts: String,
     pg: Option<crate::pg::PgSink>,
+    acker: Acker,
 }
 
 pub(crate) fn create_dir(dir: &Path) -> std::io::Result<()> {
@@ -635,6 +681,7 @@ impl State {
                 buf: Vec::with_capacity(1 << 20),
                 ts: String::with_capacity(32),
                 pg,
+                acker: Acker { tx: None },
             },
             report,
         ))
@@ -897,9 +944,12 @@ impl State {
         let result = self.write_batch_inner(batch);
         match &result {
             Ok(first) => {
-                for (i, (_, ack)) in batch.drain(..).enumerate() {
-                    let _ = ack.send(Ok(first + i as u64));
-                }
+                let acks: AckBatch = batch
+                    .drain(..)
+                    .enumerate()
+                    .map(|(i, (_, ack))| (ack, Ok(first + i as u64)))
+                    .collect();
+                self.acker.deliver(acks);
                 self.metrics.audit.written.fetch_add(n, Ordering::Relaxed);
                 // Durable against power loss by the sync thread's next fdatasync.
                 self.durable.lock().written = self.next_seq;
@@ -909,9 +959,11 @@ impl State {
             Err(e) => {
                 let msg = e.to_string();
                 tracing::error!(error = %msg, records = n, "audit: write failed; records refused");
-                for (_, ack) in batch.drain(..) {
-                    let _ = ack.send(Err(AppendError::Io(msg.clone())));
-                }
+                let acks: AckBatch = batch
+                    .drain(..)
+                    .map(|(_, ack)| (ack, Err(AppendError::Io(msg.clone()))))
+                    .collect();
+                self.acker.deliver(acks);
                 self.metrics.audit.failed.fetch_add(n, Ordering::Relaxed);
                 Err(msg)
             }

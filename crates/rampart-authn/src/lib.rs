@@ -806,12 +806,8 @@ impl Authn {
     ) -> Result<(), Reject> {
         match result {
             Ok(identity) => {
-                if api_key || identity.method == "api_key" {
-                    // rampart's own credential: the upstream never needs (or logs) it.
-                    req.headers_mut().remove(&self.api_key_header);
-                }
-                self.verifiers.metrics.success(identity.method);
-                req.extensions_mut().insert(Arc::new(identity));
+                let identity = self.accepted(identity, api_key, req.headers_mut());
+                req.extensions_mut().insert(identity);
                 Ok(())
             }
             Err((method, reject)) => {
@@ -830,11 +826,8 @@ impl Authn {
     ) -> Result<(), Reject> {
         match result {
             Ok(identity) => {
-                if api_key || identity.method == "api_key" {
-                    head.headers.remove(&self.api_key_header);
-                }
-                self.verifiers.metrics.success(identity.method);
-                head.extensions.insert(Arc::new(identity));
+                let identity = self.accepted(identity, api_key, &mut head.headers);
+                head.extensions.insert(identity);
                 Ok(())
             }
             Err((method, reject)) => {
@@ -842,6 +835,22 @@ impl Authn {
                 Err(reject)
             }
         }
+    }
+
+    /// An accepted caller: counted, and the API key removed from `headers` (rampart's own
+    /// credential: the upstream never needs, or logs, it) when it named the caller or
+    /// was verified beside the credential that did (`api_key`).
+    fn accepted(
+        &self,
+        identity: Identity,
+        api_key: bool,
+        headers: &mut http::HeaderMap,
+    ) -> Arc<Identity> {
+        if api_key || identity.method == "api_key" {
+            headers.remove(&self.api_key_header);
+        }
+        self.verifiers.metrics.success(identity.method);
+        Arc::new(identity)
     }
 
     fn refused(&self, request_id: Option<&RequestId>, method: &'static str, reject: &Reject) {

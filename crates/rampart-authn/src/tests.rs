@@ -370,6 +370,22 @@ fn identity_headers_only_from_trusted_proxies() {
     assert_eq!(reason(r).1, "missing_credentials");
 }
 
+/// A request from 127.0.0.1 over TLS whose verified client certificate is `der`.
+fn with_cert(cfg: &Config, headers: &[(&str, &str)], der: &[u8]) -> Request<()> {
+    let mut req = request(cfg, "/api", "127.0.0.1:5000", headers);
+    req.extensions_mut().insert(ConnInfo {
+        write_stalled: None,
+        peer: "127.0.0.1:5000".parse().unwrap(),
+        local: "127.0.0.1:8443".parse().unwrap(),
+        tls: Some(Arc::new(TlsInfo {
+            sni: None,
+            alpn: None,
+            peer_certificates: Some(Arc::new(vec![Bytes::copy_from_slice(der)])),
+        })),
+    });
+    req
+}
+
 fn client_cert(sans: Vec<rcgen::SanType>, cn: &str) -> Vec<u8> {
     let mut p = rcgen::CertificateParams::default();
     p.subject_alt_names = sans;
@@ -405,20 +421,7 @@ fn certificate_identity_mapping_and_revocation() {
         "[auth]\nmodes = [\"mtls\"]\n[auth.mtls]\nmap = [{{ id = \"{spiffe}\", tenant = \"acme\", roles = [\"analyst\"] }}]\n"
     ));
     let a = Authn::new(&cfg, verifiers(Arc::clone(&revs))).unwrap();
-    let mk = || {
-        let mut req = request(&cfg, "/api", "127.0.0.1:5000", &[]);
-        req.extensions_mut().insert(ConnInfo {
-            write_stalled: None,
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            local: "127.0.0.1:8443".parse().unwrap(),
-            tls: Some(Arc::new(TlsInfo {
-                sni: None,
-                alpn: None,
-                peer_certificates: Some(Arc::new(vec![Bytes::from(der.clone())])),
-            })),
-        });
-        req
-    };
+    let mk = || with_cert(&cfg, &[], &der);
     let id = run(&a, mk()).unwrap();
     assert_eq!(id.subject.as_deref(), Some(spiffe));
     assert_eq!(id.tenant.as_deref(), Some("acme"));
@@ -571,36 +574,36 @@ fn mtls_transport_with_a_user_token() {
         )],
         "svc",
     );
-    let with_cert = |cfg: &Config, headers: &[(&str, &str)]| {
-        let mut req = request(cfg, "/api", "127.0.0.1:5000", headers);
-        req.extensions_mut().insert(ConnInfo {
-            write_stalled: None,
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            local: "127.0.0.1:8443".parse().unwrap(),
-            tls: Some(Arc::new(TlsInfo {
-                sni: None,
-                alpn: None,
-                peer_certificates: Some(Arc::new(vec![Bytes::from(der.clone())])),
-            })),
-        });
-        req
-    };
     let cfg = config("[auth]\nmodes = [\"jwt\", \"mtls\"]\n");
     let a = Authn::new(&cfg, verifiers(Arc::default())).unwrap();
-    let id = run(&a, with_cert(&cfg, &[("authorization", "Bearer good")])).unwrap();
+    let id = run(
+        &a,
+        with_cert(&cfg, &[("authorization", "Bearer good")], &der),
+    )
+    .unwrap();
     assert_eq!((id.method, id.subject.as_deref()), ("jwt", Some("alice")));
-    let id = run(&a, with_cert(&cfg, &[])).unwrap();
+    let id = run(&a, with_cert(&cfg, &[], &der)).unwrap();
     assert_eq!(id.method, "mtls");
-    let r = run(&a, with_cert(&cfg, &[("authorization", "Bearer forged")]));
+    let r = run(
+        &a,
+        with_cert(&cfg, &[("authorization", "Bearer forged")], &der),
+    );
     assert_eq!(reason(r).1, "bad_signature");
     let cfg2 = config("[auth]\nmodes = [\"mtls\", \"jwt\"]\n");
     let b = Authn::new(&cfg2, verifiers(Arc::default())).unwrap();
-    let id = run(&b, with_cert(&cfg2, &[("authorization", "Bearer good")])).unwrap();
+    let id = run(
+        &b,
+        with_cert(&cfg2, &[("authorization", "Bearer good")], &der),
+    )
+    .unwrap();
     assert_eq!(
         (id.method, id.subject.as_deref()),
         ("mtls", Some("svc.acme.internal"))
     );
-    let r = run(&b, with_cert(&cfg2, &[("authorization", "Bearer forged")]));
+    let r = run(
+        &b,
+        with_cert(&cfg2, &[("authorization", "Bearer forged")], &der),
+    );
     assert_eq!(reason(r).1, "bad_signature");
 }
 

@@ -175,14 +175,7 @@ fn upstream_stalling_inside_a_body_resets_the_http2_stream() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = h2c_connect(gw.addr).await;
         let get = || {
             http::Request::get("http://127.0.0.1/status")
                 .body(http_body_util::Empty::<bytes::Bytes>::new())

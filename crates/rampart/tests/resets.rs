@@ -17,7 +17,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const STREAMS: usize = 1000;
 
@@ -49,15 +48,7 @@ fn paced_resets(gw: &Gateway, up: &Upstream) {
         .build()
         .unwrap();
     let goaways = rt.block_on(async {
-        let connect = || async {
-            let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-            let (send, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
-            send
-        };
+        let connect = || async { h2c_connect(gw.addr).await.0 };
         let mut send = connect().await;
         let mut goaways = 0;
         for _ in 0..STREAMS {
@@ -124,12 +115,7 @@ fn an_idle_http2_connection_is_ended_with_goaway() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = h2c_connect(gw.addr).await;
         // A request slower than the idle limit is not cut: only idleness counts.
         let req = http::Request::get("http://127.0.0.1/slow/800")
             .body(Empty::<Bytes>::new())
@@ -195,12 +181,7 @@ fn resets_inside_the_body(gw: &Gateway, opened: &AtomicUsize) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let (mut send, _conn) = h2c_connect(gw.addr).await;
         for _ in 0..N {
             send.ready().await.unwrap();
             let req = http::Request::get("http://127.0.0.1/status")

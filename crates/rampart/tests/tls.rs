@@ -246,12 +246,7 @@ fn h2c_prior_knowledge() {
     let up = Upstream::start();
     let gw = Gateway::start(&base_config(up.addr, ""));
     let status = rt().block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let (mut send, _conn) = h2c_connect(gw.addr).await;
         let req = http::Request::get("http://127.0.0.1/status")
             .body(Empty::<Bytes>::new())
             .unwrap();

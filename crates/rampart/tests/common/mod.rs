@@ -645,3 +645,27 @@ impl TlsFront {
         Gateway::spawn_env(dir, path, &[("SSL_CERT_FILE", &ca)]).unwrap()
     }
 }
+
+/// An HTTP/2 client connection (prior knowledge, cleartext) to `addr`: the request
+/// sender, and the task driving the connection (await it to see how the connection
+/// ended).
+pub async fn h2c_connect<B>(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+)
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}

@@ -931,19 +931,7 @@ fn admin_call(gw: &Gateway, method: &str, path: &str, token: Option<&str>, body:
 fn admin_devices_api() {
     let upstream = Upstream::start();
     let env = Env::new(upstream.addr);
-    write_private(
-        &env.dir.join("jwt"),
-        "dev-jwt-secret-0123456789abcdef0123456789",
-        0o600,
-    );
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        "modes = [\"signature\"]",
-        "modes = [\"signature\", \"jwt\"]",
-    ) + &format!(
-        "[auth.jwt]\nissuer = \"rampart-dev\"\naudience = [\"rampart\"]\nhs256_secret = \"file:{}/jwt\"\nallowed_algs = [\"HS256\"]\n",
-        env.dir.display()
-    );
-    std::fs::write(&env.config, text).unwrap();
+    with_jwt(&env);
     let gw = env.gateway();
     let mint = |sub: &str, scopes: &str| {
         ok(&env.cli(&["token", "mint", "--sub", sub, "--scopes", scopes]))

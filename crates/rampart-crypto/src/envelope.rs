@@ -262,25 +262,21 @@ impl DataKey {
     }
 
     fn decrypt_parsed(&self, p: &Parsed<'_>, context: &[u8]) -> Result<Plaintext, EnvelopeError> {
-        // One buffer: `header ‖ context` (the associated data) then the ciphertext,
-        // decrypted in place. Wrapped at once: a failed open may leave partial plaintext
-        // in it, wiped too.
-        let start = p.header.len() + context.len();
-        let mut buf = Vec::with_capacity(start + p.body.len());
-        buf.extend_from_slice(p.header);
-        buf.extend_from_slice(context);
-        buf.extend_from_slice(p.body);
-        let mut out = Plaintext { buf, start, len: 0 };
-        let (aad, in_out) = out
-            .buf
-            .split_at_mut_checked(start)
-            .ok_or(EnvelopeError::Crypto("buffer"))?;
+        // The associated data (`header ‖ context`, nothing secret) on the stack; the
+        // ciphertext copied once into the buffer it is decrypted in, wrapped at once: a
+        // failed open may leave partial plaintext in it, wiped too.
+        let (mut stack, mut heap) = ([0u8; AAD_STACK], Vec::new());
+        let aad = aad(p.header, context, &mut stack, &mut heap);
+        let mut out = Plaintext {
+            buf: p.body.to_vec(),
+            len: 0,
+        };
         let len = self
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(p.nonce),
-                Aad::from(&*aad),
-                in_out,
+                Aad::from(aad),
+                &mut out.buf,
             )
             .map_err(|_| EnvelopeError::Decrypt)?
             .len();
@@ -289,24 +285,20 @@ impl DataKey {
     }
 }
 
-/// Decrypted bytes, wiped on drop: the whole buffer the decryption used (the associated
-/// data before the plaintext, the authentication tag after it), so a failed or partial
-/// open is wiped too. The wipe is a plain `memset` kept by `black_box` and a compiler
+/// Decrypted bytes, wiped on drop: the whole buffer the decryption used (the
+/// authentication tag after the plaintext too), so a failed or partial open is wiped too. The wipe is a plain `memset` kept by `black_box` and a compiler
 /// fence rather than `zeroize`'s byte-wise volatile writes, which cost as much as the
 /// decryption itself on large payloads.
 pub struct Plaintext {
     /// Exactly as allocated (never grown or truncated: no spare capacity to wipe).
     buf: Vec<u8>,
-    /// Where the plaintext starts in `buf`, and its length.
-    start: usize,
+    /// The plaintext's length, from the start of `buf`.
     len: usize,
 }
 
 impl Plaintext {
     pub fn as_slice(&self) -> &[u8] {
-        self.buf
-            .get(self.start..self.start.saturating_add(self.len))
-            .unwrap_or(&[])
+        self.buf.get(..self.len).unwrap_or(&[])
     }
 }
 

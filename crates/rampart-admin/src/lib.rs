@@ -126,31 +126,27 @@ pub trait AdminApi: Send + Sync + 'static {
         peer: std::net::SocketAddr,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AdminResponse> + Send>>;
 
-    /// Whether the caller (its request headers and peer) may read the status page: the
-    /// same rule as `/admin/*`. The default refuses (fail closed).
-    fn authorize(
-        &self,
-        _headers: &http::HeaderMap,
+    /// Whether the caller may read the status page: the same rule as `/admin/*`, signed
+    /// requests (RFC 9421) included, so it gets the request as received with its whole
+    /// (bounded) body. The default refuses (fail closed).
+    fn authorize<'a>(
+        &'a self,
+        _req: &'a mut Request<Bytes>,
         _peer: std::net::SocketAddr,
-    ) -> Result<(), Box<AdminResponse>> {
-        Err(Box::new(admin_problem(
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), Box<AdminResponse>>> + Send + 'a>,
+    > {
+        Box::pin(std::future::ready(Err(Box::new(admin_problem(
             StatusCode::FORBIDDEN,
             "forbidden",
             "The admin scope is required.",
-        )))
+        )))))
     }
 }
 
-/// Who may read the status page: with an admin API, whoever it lets in (the admin scope);
-/// without one (no admin authentication configured), loopback peers only.
-pub fn status_access(
-    state: &AdminState,
-    headers: &http::HeaderMap,
-    peer: std::net::SocketAddr,
-) -> Result<(), Box<AdminResponse>> {
-    if let Some(api) = &state.api {
-        return api.authorize(headers, peer);
-    }
+/// Who may read the status page without an admin API (no admin authentication
+/// configured): loopback peers only. With an admin API, [`answer`] asks it instead.
+fn loopback_access(peer: std::net::SocketAddr) -> Result<(), Box<AdminResponse>> {
     let ip = match peer.ip() {
         std::net::IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -168,8 +164,9 @@ pub fn status_access(
     }
 }
 
-/// Answers one admin request that is not for the `/admin/*` API, with the peer's address
-/// for the status page's access rule.
+/// Answers one admin request on a gateway without an admin API (the status page goes to
+/// loopback peers only). With an admin API, [`answer`] decides instead: this refuses the
+/// status page then (fail closed), since the API's check needs the whole request.
 pub fn handle_from<B>(
     state: &AdminState,
     req: &Request<B>,
@@ -177,10 +174,18 @@ pub fn handle_from<B>(
 ) -> AdminResp {
     let path = req.uri().path();
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        if status::needs_access(path)
-            && let Err(r) = status_access(state, req.headers(), peer)
-        {
-            return *r;
+        if status::needs_access(path) {
+            let access = match state.api {
+                None => loopback_access(peer),
+                Some(_) => Err(Box::new(problem(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "The admin scope is required.",
+                ))),
+            };
+            if let Err(r) = access {
+                return *r;
+            }
         }
         if let Some(r) = status::status_response(state, path) {
             return r;
@@ -189,8 +194,49 @@ pub fn handle_from<B>(
     handle(state, req)
 }
 
+/// Whether a request goes through the admin API's caller check (so its body is read
+/// first): `/admin/*` and the status page, when there is an admin API.
+fn needs_api(state: &AdminState, req: &Request<Incoming>) -> bool {
+    let p = req.uri().path();
+    state.api.is_some()
+        && (p.starts_with("/admin/")
+            || (status::needs_access(p)
+                && (req.method() == Method::GET || req.method() == Method::HEAD)))
+}
+
+/// Answers one admin request whose body was read: the status page after the admin API's
+/// caller check (the same as every `/admin/*` endpoint, signed requests included), the
+/// API's own endpoints, the rest as [`handle`].
+pub async fn answer(
+    state: &AdminState,
+    mut req: Request<Bytes>,
+    peer: std::net::SocketAddr,
+) -> AdminResponse {
+    let Some(api) = &state.api else {
+        return handle_from(state, &req, peer);
+    };
+    let status_page = (req.method() == Method::GET || req.method() == Method::HEAD)
+        && status::needs_access(req.uri().path());
+    if status_page {
+        if let Err(r) = api.authorize(&mut req, peer).await {
+            return *r;
+        }
+        return match status::status_response(state, req.uri().path()) {
+            Some(r) => r,
+            None => handle(state, &req),
+        };
+    }
+    if req.uri().path().starts_with("/admin/") && !status::needs_access(req.uri().path()) {
+        return api.call(req, peer).await;
+    }
+    handle(state, &req)
+}
+
 /// Largest request body the admin API reads.
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// How long the admin listener waits for a request body it must read whole.
+const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A problem+json response of the admin listener (RFC 9457).
 pub fn admin_problem(status: StatusCode, code: &str, detail: &str) -> AdminResponse {
@@ -393,28 +439,29 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = Arc::clone(&state);
                 async move {
-                    let api = state.api.as_ref().filter(|_| {
-                        let p = req.uri().path();
-                        p.starts_with("/admin/") && !status::needs_access(p)
-                    });
-                    let Some(api) = api else {
+                    if !needs_api(&state, &req) {
                         return Ok::<_, Infallible>(handle_from(&state, &req, peer));
-                    };
+                    }
                     let (parts, body) = req.into_parts();
-                    let body = match http_body_util::Limited::new(body, MAX_ADMIN_BODY)
-                        .collect()
-                        .await
-                    {
-                        Ok(b) => b.to_bytes(),
-                        Err(_) => {
+                    let read = http_body_util::Limited::new(body, MAX_ADMIN_BODY).collect();
+                    let body = match tokio::time::timeout(ADMIN_BODY_TIMEOUT, read).await {
+                        Ok(Ok(b)) => b.to_bytes(),
+                        Ok(Err(_)) => {
                             return Ok(problem(
                                 StatusCode::PAYLOAD_TOO_LARGE,
                                 "payload_too_large",
                                 "The request body is too large or could not be read.",
                             ));
                         }
+                        Err(_) => {
+                            return Ok(problem(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request_timeout",
+                                "The request body did not arrive in time.",
+                            ));
+                        }
                     };
-                    Ok(api.call(Request::from_parts(parts, body), peer).await)
+                    Ok(answer(&state, Request::from_parts(parts, body), peer).await)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()

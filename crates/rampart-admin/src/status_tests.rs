@@ -224,11 +224,69 @@ fn access_is_loopback_only_without_admin_auth_and_the_api_rule_with_it() {
     }
     // An admin API that does not say otherwise refuses even loopback (fail closed).
     st.api = Some(Arc::new(Refuses));
-    assert_eq!(handle_from(&st, &get("/"), loopback()).status(), 403);
+    let bytes = |p: &str| http::Request::builder().uri(p).body(Bytes::new()).unwrap();
+    for p in ["/", "/admin/status.json"] {
+        assert_eq!(
+            futures_now(crate::answer(&st, bytes(p), loopback())).status(),
+            403
+        );
+        // `handle_from` cannot run the API's check: it refuses too.
+        assert_eq!(handle_from(&st, &get(p), loopback()).status(), 403);
+    }
+    // An API that admits a caller: the page is served, the API saw the whole request
+    // (a signed request is checked against its body), and other peers are its business.
+    st.api = Some(Arc::new(Admits));
+    let mut req = bytes("/admin/status.json");
+    *req.body_mut() = Bytes::from_static(b"signed body");
+    let far: SocketAddr = "10.0.0.1:1".parse().unwrap();
+    let r = futures_now(crate::answer(&st, req, far));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let r = futures_now(crate::answer(&st, bytes("/admin/status.json"), far));
+    assert_eq!(r.status(), 401, "no body: refused by the API's rule");
+    // Not the status page: the API's own endpoints and the rest as before.
     assert_eq!(
-        handle_from(&st, &get("/admin/status.json"), loopback()).status(),
-        403
+        futures_now(crate::answer(&st, bytes("/admin/devices"), far)).status(),
+        404
     );
+    assert_eq!(
+        futures_now(crate::answer(&st, bytes("/live"), far)).status(),
+        200
+    );
+}
+
+/// Admits a caller whose request body is `signed body` (a stand-in for a check that
+/// needs the whole request, as a signed request's does).
+struct Admits;
+impl AdminApi for Admits {
+    fn call(
+        &self,
+        _req: http::Request<Bytes>,
+        _peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::AdminResponse> + Send>> {
+        Box::pin(async { crate::admin_problem(StatusCode::NOT_FOUND, "not_found", "x") })
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        req: &'a mut http::Request<Bytes>,
+        _peer: SocketAddr,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), Box<crate::AdminResponse>>> + Send + 'a>,
+    > {
+        let ok = req.body().as_ref() == b"signed body";
+        Box::pin(async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(Box::new(crate::admin_problem(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "x",
+                )))
+            }
+        })
+    }
 }
 
 proptest! {

@@ -295,21 +295,6 @@ impl Ctx {
         self.judge(outcome)
     }
 
-    /// [`Ctx::caller`] from the headers alone (the status page): no body, so no signed
-    /// requests (refused, `signature_unsupported`).
-    fn caller_now(
-        &self,
-        headers: &http::HeaderMap,
-        peer: SocketAddr,
-    ) -> Result<Identity, Box<AdminResponse>> {
-        self.several_credentials(headers)?;
-        let mut probe = Request::new(());
-        *probe.headers_mut() = headers.clone();
-        probe.extensions_mut().insert(self.conn(peer));
-        let outcome = self.authn.authenticate(&probe);
-        self.judge(outcome)
-    }
-
     fn judge(
         &self,
         outcome: Result<Identity, (&'static str, Reject)>,
@@ -467,13 +452,14 @@ impl AdminApi for Api {
         ))
     }
 
-    /// The status page: the same caller rule as every `/admin/*` endpoint.
-    fn authorize(
-        &self,
-        headers: &http::HeaderMap,
+    /// The status page: the same caller rule as every `/admin/*` endpoint, signed
+    /// requests included.
+    fn authorize<'a>(
+        &'a self,
+        req: &'a mut Request<Bytes>,
         peer: SocketAddr,
-    ) -> Result<(), Box<AdminResponse>> {
-        self.ctx.caller_now(headers, peer).map(|_| ())
+    ) -> Pin<Box<dyn Future<Output = Result<(), Box<AdminResponse>>> + Send + 'a>> {
+        Box::pin(async move { self.ctx.caller(req, peer).await.map(|_| ()) })
     }
 }
 

@@ -887,6 +887,30 @@ fn signed_requests_on_the_admin_api() {
     at(&mut s, "GET", "/admin/devices");
     let signed = s.sign(&admin_host);
     assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 403);
+    // The status page (`/admin/status.json`, `/`): the same rule, signed requests included.
+    for page in ["/admin/status.json", "/"] {
+        let mut s = Sign::new("ops-console", &ops, None);
+        at(&mut s, "GET", page);
+        let signed = s.sign(&admin_host);
+        let r = send_to(admin, &s, &signed, None, &[]);
+        assert_eq!(r.status, 200, "{page}: {}", r.text());
+        if page == "/" {
+            assert!(r.text().contains("<html"), "{}", r.text());
+        } else {
+            assert!(r.json()["build"].is_object(), "{}", r.text());
+        }
+        // Replayed, signed for another page, or by a device without the scope.
+        assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 401);
+        let mut s = Sign::new("ops-console", &ops, None);
+        at(&mut s, "GET", "/admin/devices");
+        let signed = s.sign(&admin_host);
+        at(&mut s, "GET", page);
+        assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 401);
+        let mut s = Sign::new("plain-sensor", &sensor, None);
+        at(&mut s, "GET", page);
+        let signed = s.sign(&admin_host);
+        assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 403);
+    }
     // A signature and a JWT together on the admin API: two credentials.
     let root = mint(&env, "root", "admin");
     let mut s = Sign::new("ops-console", &ops, None);

@@ -18,7 +18,7 @@ WARMUP=${WARMUP:-3}               # seconds of warm-up before each closed-loop r
 CONNS=${CONNS:-64}                # connections of the closed-loop and fixed-rate runs
 RATE_FRACTION=${RATE_FRACTION:-0.6}  # fixed rate = this x slowest proxy's closed-loop req/s
 RATE=${RATE:-}                    # or a fixed rate in req/s
-RSS_CONNS=${RSS_CONNS:-1000}      # keep-alive connections for rampart's peak-RSS run
+RSS_CONNS=${RSS_CONNS:-1000}      # keep-alive connections for rampart's peak-RSS run (0: skip it)
 RSS_DURATION=${RSS_DURATION:-10}
 BENCH_PORT_BASE=${BENCH_PORT_BASE:-18080}
 BENCH_TARGETS=${BENCH_TARGETS:-"upstream rampart nginx haproxy"}
@@ -108,9 +108,10 @@ fi
 
 # oha: a fixed-rate load generator with latency correction (wrk2 is not in Debian).
 OHA_VERSION=1.16.0
+FIXED=${FIXED:-1}                 # 0: skip the fixed-rate runs (and installing oha)
 oha=$(command -v oha || true)
 [[ -n $oha ]] || oha=$here/.tools/bin/oha
-if [[ ! -x $oha ]]; then
+if [[ $FIXED != 0 && ! -x $oha ]]; then
   say "installing oha $OHA_VERSION into bench/.tools (compiles once, a few minutes on 2 cores)"
   cargo install oha --version "$OHA_VERSION" --locked \
     --root "$here/.tools" >"$out/oha-install.log" 2>&1 \
@@ -139,7 +140,7 @@ clk_tck=$(getconf CLK_TCK)
   command -v nginx >/dev/null && echo "nginx: $(nginx -v 2>&1)"
   command -v haproxy >/dev/null && echo "haproxy: $(haproxy -v 2>&1 | head -1)"
   echo "wrk: $(wrk -v 2>&1 | head -1)"
-  echo "oha: $("$oha" --version 2>&1 | head -1)"
+  [[ $FIXED == 0 ]] || echo "oha: $("$oha" --version 2>&1 | head -1)"
 } >"$out/meta.txt"
 
 # ---- processes ---------------------------------------------------------------------
@@ -259,26 +260,28 @@ for t in $BENCH_TARGETS; do
 done
 
 # ---- fixed rate ------------------------------------------------------------------------
-if [[ -z $RATE ]]; then
-  slowest=""
+if [[ $FIXED != 0 ]]; then
+  if [[ -z $RATE ]]; then
+    slowest=""
+    for t in $BENCH_TARGETS; do
+      [[ $t == upstream ]] && continue
+      r=$(wrk_rps "$out/$t.closed.txt")
+      if [[ -z $slowest ]] || awk -v a="$r" -v b="$slowest" 'BEGIN{exit !(a < b)}'; then slowest=$r; fi
+    done
+    [[ -n $slowest ]] || slowest=$(wrk_rps "$out/upstream.closed.txt")
+    RATE=$(awk -v r="$slowest" -v f="$RATE_FRACTION" 'BEGIN{printf "%d", r * f}')
+  fi
+  echo "$RATE" >"$out/rate.txt"
   for t in $BENCH_TARGETS; do
-    [[ $t == upstream ]] && continue
-    r=$(wrk_rps "$out/$t.closed.txt")
-    if [[ -z $slowest ]] || awk -v a="$r" -v b="$slowest" 'BEGIN{exit !(a < b)}'; then slowest=$r; fi
+    say "$t: fixed rate $RATE req/s for ${DURATION}s (latency-corrected)"
+    taskset -c "$LOAD_CPU" "$oha" --no-tui --output-format json --latency-correction \
+      -z "${DURATION}s" -c "$CONNS" -q "$RATE" "$(url_of "$t")" >"$out/$t.fixed.json" 2>"$out/$t.fixed.err" \
+      || say "warning: oha against $t failed (see $out/$t.fixed.err)"
   done
-  [[ -n $slowest ]] || slowest=$(wrk_rps "$out/upstream.closed.txt")
-  RATE=$(awk -v r="$slowest" -v f="$RATE_FRACTION" 'BEGIN{printf "%d", r * f}')
 fi
-echo "$RATE" >"$out/rate.txt"
-for t in $BENCH_TARGETS; do
-  say "$t: fixed rate $RATE req/s for ${DURATION}s (latency-corrected)"
-  taskset -c "$LOAD_CPU" "$oha" --no-tui --output-format json --latency-correction \
-    -z "${DURATION}s" -c "$CONNS" -q "$RATE" "$(url_of "$t")" >"$out/$t.fixed.json" 2>"$out/$t.fixed.err" \
-    || say "warning: oha against $t failed (see $out/$t.fixed.err)"
-done
 
 # ---- rampart's peak RSS under many keep-alive connections -------------------------------
-if has_target rampart; then
+if has_target rampart && ((RSS_CONNS > 0)); then
   say "rampart: $RSS_CONNS keep-alive connections for ${RSS_DURATION}s (peak RSS)"
   grep -E '^Vm(HWM|RSS)' "/proc/${pid_of[rampart]}/status" >"$out/rampart.rss-before.txt"
   taskset -c "$LOAD_CPU" wrk -t1 -c"$RSS_CONNS" -d"${RSS_DURATION}s" --latency "$(url_of rampart)" \

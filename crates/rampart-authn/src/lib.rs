@@ -535,7 +535,30 @@ impl Authn {
         if self.anonymous {
             return Resolved::Done(Ok(Identity::anonymous()));
         }
-        Resolved::Done(Err(fail("none", "missing_credentials", Challenge::Bearer)))
+        Resolved::Done(Err(fail(
+            "none",
+            "missing_credentials",
+            self.missing_challenge(headers),
+        )))
+    }
+
+    /// The challenge of a request that presented no credential: with signed requests
+    /// among the modes, `Signature realm` and `Accept-Signature` (RFC 9421 §5.1) ask the
+    /// client to sign (`content-digest` too when the request declares a body), beside
+    /// `Bearer realm` when other modes are accepted too.
+    fn missing_challenge(&self, headers: &http::HeaderMap) -> Challenge {
+        if !self.modes.contains(&AuthMode::Signature) {
+            return Challenge::Bearer;
+        }
+        let body = headers.contains_key(http::header::TRANSFER_ENCODING)
+            || headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        let bearer = self
+            .modes
+            .iter()
+            .any(|m| !matches!(m, AuthMode::Signature | AuthMode::None));
+        Challenge::MissingSignature { body, bearer }
     }
 
     pub(crate) fn trusted_proxies(&self) -> &[ipnet::IpNet] {

@@ -216,6 +216,54 @@ fn modes_in_order_and_identity_fields() {
     assert_eq!(a.metrics().failures("jwt", "bad_signature"), 1);
 }
 
+/// RFC 9421 §5.1: with signed requests among the modes, a request without any credential
+/// is asked to sign (`Signature realm`, `Accept-Signature`), `content-digest` included
+/// when it declares a body; `Bearer realm` stays beside it when other modes are accepted.
+#[test]
+fn a_missing_credential_is_asked_to_sign_where_signatures_are_accepted() {
+    let answer = |modes: &str, hdrs: &[(&str, &str)]| {
+        let cfg = config(&format!("[auth]\nmodes = {modes}\n"));
+        let a = Authn::new(&cfg, verifiers(Arc::default())).unwrap();
+        let e = run(&a, request(&cfg, "/api", "127.0.0.1:5000", hdrs)).unwrap_err();
+        assert_eq!(e.reason(), "missing_credentials");
+        let r = e.into_response(None);
+        assert_eq!(r.status(), 401);
+        let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
+        (h("www-authenticate"), h("accept-signature"))
+    };
+    let plain = "sig=(\"@method\" \"@target-uri\");created;nonce";
+    let digest = "sig=(\"@method\" \"@target-uri\" \"content-digest\");created;nonce";
+    assert_eq!(
+        answer("[\"signature\"]", &[]),
+        (
+            Some("Signature realm=\"rampart\"".into()),
+            Some(plain.into())
+        )
+    );
+    assert_eq!(
+        answer("[\"signature\"]", &[("content-length", "12")]),
+        (
+            Some("Signature realm=\"rampart\"".into()),
+            Some(digest.into())
+        )
+    );
+    assert_eq!(
+        answer("[\"signature\"]", &[("transfer-encoding", "chunked")]).1,
+        Some(digest.into())
+    );
+    assert_eq!(
+        answer("[\"jwt\", \"signature\"]", &[("content-length", "0")]),
+        (
+            Some("Bearer realm=\"rampart\", Signature realm=\"rampart\"".into()),
+            Some(plain.into())
+        )
+    );
+    assert_eq!(
+        answer("[\"jwt\", \"api_key\"]", &[]),
+        (Some("Bearer realm=\"rampart\"".into()), None)
+    );
+}
+
 #[test]
 fn missing_duplicate_and_unavailable() {
     let cfg = config("[auth]\nmodes = [\"jwt\", \"api_key\"]\n");

@@ -166,6 +166,10 @@ pub enum Challenge {
     /// components a signature must cover (with `content-digest` when the request has a
     /// body).
     Signature { body: bool },
+    /// No credential was presented and signed requests are accepted (RFC 9421 §5.1: the
+    /// client is asked to sign, `Accept-Signature` naming the components); `bearer` when
+    /// other modes are accepted too (`Bearer realm` offered beside `Signature realm`).
+    MissingSignature { body: bool, bearer: bool },
 }
 
 impl Challenge {
@@ -174,19 +178,39 @@ impl Challenge {
             Self::Bearer => "Bearer realm=\"rampart\"",
             Self::InvalidToken => "Bearer error=\"invalid_token\"",
             Self::ApiKey => "ApiKey realm=\"rampart\"",
-            Self::Signature { .. } => "Signature realm=\"rampart\"",
+            Self::Signature { .. } | Self::MissingSignature { bearer: false, .. } => {
+                "Signature realm=\"rampart\""
+            }
+            Self::MissingSignature { bearer: true, .. } => {
+                "Bearer realm=\"rampart\", Signature realm=\"rampart\""
+            }
+        })
+    }
+
+    /// The `WWW-Authenticate` value of the admin listener (realm `rampart-admin`).
+    pub fn admin_header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Signature { .. } | Self::MissingSignature { bearer: false, .. } => {
+                "Signature realm=\"rampart-admin\""
+            }
+            Self::MissingSignature { bearer: true, .. } => {
+                "Bearer realm=\"rampart-admin\", Signature realm=\"rampart-admin\""
+            }
+            Self::Bearer | Self::InvalidToken | Self::ApiKey => "Bearer realm=\"rampart-admin\"",
         })
     }
 
     /// The `Accept-Signature` field (RFC 9421 §5.1) a signature refusal carries.
     pub fn accept_signature(self) -> Option<HeaderValue> {
         match self {
-            Self::Signature { body: false } => Some(HeaderValue::from_static(
-                "sig=(\"@method\" \"@target-uri\");created;nonce",
-            )),
-            Self::Signature { body: true } => Some(HeaderValue::from_static(
-                "sig=(\"@method\" \"@target-uri\" \"content-digest\");created;nonce",
-            )),
+            Self::Signature { body: false } | Self::MissingSignature { body: false, .. } => Some(
+                HeaderValue::from_static("sig=(\"@method\" \"@target-uri\");created;nonce"),
+            ),
+            Self::Signature { body: true } | Self::MissingSignature { body: true, .. } => {
+                Some(HeaderValue::from_static(
+                    "sig=(\"@method\" \"@target-uri\" \"content-digest\");created;nonce",
+                ))
+            }
             _ => None,
         }
     }

@@ -184,25 +184,37 @@ impl Verifier {
         has_body: bool,
         now: u64,
     ) -> Result<Verified, Refusal> {
-        let checked = self.check(req, has_body, now)?;
-        let until = checked
-            .verified
-            .created
-            .saturating_add(self.policy.max_age_s);
-        match self
-            .nonces
-            .remember(&checked.verified.keyid, &checked.nonce, now, until)
-            .await
-        {
-            Ok(NonceOutcome::Fresh) => Ok(checked.verified),
-            Ok(NonceOutcome::Replay) => Err(Refusal::Replay),
-            Err(e) => Err(Refusal::NonceStore(e)),
+        let mut all = self.check(req, has_body, now)?.into_iter();
+        let Some(first) = all.next() else {
+            return Err(Refusal::Missing);
+        };
+        // Every signature's nonce is spent: otherwise the same request, replayed with one
+        // of its other signatures alone, would verify again.
+        for c in std::iter::once(&first).chain(all.as_slice()) {
+            let until = c.verified.created.saturating_add(self.policy.max_age_s);
+            match self
+                .nonces
+                .remember(&c.verified.keyid, &c.nonce, now, until)
+                .await
+            {
+                Ok(NonceOutcome::Fresh) => {}
+                Ok(NonceOutcome::Replay) => return Err(Refusal::Replay),
+                Err(e) => return Err(Refusal::NonceStore(e)),
+            }
         }
+        Ok(first.verified)
     }
 
-    /// Everything but the nonce store: the first signature (in `Signature-Input` order)
-    /// that passes wins; otherwise the first one's refusal is returned.
-    fn check(&self, req: &RequestParts<'_>, has_body: bool, now: u64) -> Result<Checked, Refusal> {
+    /// Everything but the nonce store, for every signature the request carries: each one
+    /// must pass (a bad signature is never excused by a good one beside it, as for every
+    /// other credential); the caller is the first in `Signature-Input` order. Otherwise
+    /// the first refusal in that order is returned.
+    fn check(
+        &self,
+        req: &RequestParts<'_>,
+        has_body: bool,
+        now: u64,
+    ) -> Result<Vec<Checked>, Refusal> {
         let input = field_value(req, "signature-input").ok_or(Refusal::Missing)?;
         let sigs = field_value(req, "signature").ok_or(Refusal::Missing)?;
         let input = sf::parse_dictionary(&input).map_err(|_| Refusal::Malformed)?;
@@ -218,19 +230,12 @@ impl Verifier {
         {
             return Err(Refusal::Malformed);
         }
-        let mut first = None;
+        let mut all = Vec::with_capacity(input.members.len());
         for m in &input.members {
-            let Some(sig) = sigs.get(&m.key) else {
-                return Err(Refusal::Malformed);
-            };
-            match self.check_one(req, has_body, now, m, sig) {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    first.get_or_insert(e);
-                }
-            }
+            let sig = sigs.get(&m.key).ok_or(Refusal::Malformed)?;
+            all.push(self.check_one(req, has_body, now, m, sig)?);
         }
-        Err(first.unwrap_or(Refusal::Missing))
+        Ok(all)
     }
 
     fn check_one(

@@ -395,8 +395,8 @@ async fn required_parameters_and_malformed_fields() {
 #[tokio::test]
 async fn signature_params_are_used_exactly_as_received() {
     // A signer that orders its parameters differently (nonce first, alg before keyid) and
-    // splits Signature-Input over two field lines, next to another signature: verified
-    // because the base uses the member as sent, not a re-serialization.
+    // splits Signature-Input over two field lines, next to another (valid) signature:
+    // verified because the base uses the member as sent, not a re-serialization.
     use aws_lc_rs::hmac;
     let v = verifier(hmac_keys(), 300);
     let raw = format!(
@@ -414,15 +414,76 @@ async fn signature_params_are_used_exactly_as_received() {
         &mut sig,
     )
     .unwrap();
+    let other = sign(
+        &req.parts(),
+        &SignParams {
+            label: "proxy",
+            ..params(&basic_components(), "dev-h", "p")
+        },
+        &SigningKey::hmac(&HMAC_SECRET),
+    )
+    .unwrap();
     let req = req
-        .header(
-            "signature-input",
-            "proxy=(\"@method\");created=1;keyid=\"elsewhere\";nonce=\"p\"",
-        )
         .header("signature-input", &format!("mine={raw}"))
-        .header("signature", &format!("proxy=:AAAA:, mine={sig}"));
+        .header("signature-input", &other.input)
+        .header("signature", &format!("mine={sig}, {}", other.signature));
     let ok = v.verify(&req.parts(), false, NOW).await.unwrap();
     assert_eq!(ok.label, "mine");
+}
+
+/// Several signatures on one request: every one must verify (a bad one is never excused
+/// by a good one beside it, in either order), and every one's nonce is spent, so the
+/// request replayed with only its second signature is refused too.
+#[tokio::test]
+async fn every_signature_must_verify_and_every_nonce_is_spent() {
+    let key = SigningKey::hmac(&HMAC_SECRET);
+    let wrong = SigningKey::hmac(&[0x43; 32]);
+    let two = |first: (&str, &SigningKey), second: (&str, &SigningKey)| {
+        let req = Req::new("GET", URL);
+        let comps = basic_components();
+        let a = sign(
+            &req.parts(),
+            &SignParams {
+                label: "a",
+                ..params(&comps, "dev-h", first.0)
+            },
+            first.1,
+        )
+        .unwrap();
+        let b = sign(
+            &req.parts(),
+            &SignParams {
+                label: "b",
+                ..params(&comps, "dev-h", second.0)
+            },
+            second.1,
+        )
+        .unwrap();
+        (
+            Req::new("GET", URL)
+                .header("signature-input", &format!("{}, {}", a.input, b.input))
+                .header("signature", &format!("{}, {}", a.signature, b.signature)),
+            req.header("signature-input", &b.input)
+                .header("signature", &b.signature),
+        )
+    };
+    let v = verifier(hmac_keys(), 300);
+    for (first, second) in [(&key, &wrong), (&wrong, &key)] {
+        let (both, _) = two(("x1", first), ("x2", second));
+        assert_eq!(
+            v.verify(&both.parts(), false, NOW).await.unwrap_err(),
+            Refusal::BadSignature
+        );
+    }
+    let (both, second_alone) = two(("y1", &key), ("y2", &key));
+    let ok = v.verify(&both.parts(), false, NOW).await.unwrap();
+    assert_eq!(ok.label, "a");
+    assert_eq!(
+        v.verify(&second_alone.parts(), false, NOW + 1)
+            .await
+            .unwrap_err(),
+        Refusal::Replay
+    );
 }
 
 #[tokio::test]

@@ -400,11 +400,7 @@ fn unauthenticated(challenge: Option<Challenge>) -> AdminResponse {
     let signature = challenge.and_then(Challenge::accept_signature);
     r.headers_mut().insert(
         http::header::WWW_AUTHENTICATE,
-        http::HeaderValue::from_static(if signature.is_some() {
-            "Signature realm=\"rampart-admin\""
-        } else {
-            "Bearer realm=\"rampart-admin\""
-        }),
+        challenge.unwrap_or(Challenge::Bearer).admin_header_value(),
     );
     if let Some(v) = signature {
         r.headers_mut()

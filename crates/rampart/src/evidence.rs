@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -222,7 +222,7 @@ fn pack(config: &[PathBuf], dir: &Path, out: &Path) -> Result<u8, u8> {
     Ok(0)
 }
 
-/// Temporary file (0640, created new), fsync, rename: a reader never sees half a bundle.
+/// Temporary file (created new, mode exactly 0640), fsync, rename: a reader never sees half a bundle.
 fn write_0640(out: &Path, bytes: &[u8]) -> Result<(), String> {
     let name = out
         .file_name()
@@ -235,6 +235,10 @@ fn write_0640(out: &Path, bytes: &[u8]) -> Result<(), String> {
         .create_new(true)
         .mode(0o640)
         .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // Exactly 0640, whatever the umask narrowed at creation (the bundle is meant to be
+    // readable by the operator's group, as documented).
+    f.set_permissions(std::fs::Permissions::from_mode(0o640))
         .map_err(|e| format!("{}: {e}", tmp.display()))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())

@@ -185,6 +185,24 @@ fn pack_verify_rotate_and_tamper() {
         std::fs::metadata(&b1).unwrap().permissions().mode() & 0o777,
         0o640
     );
+    // Exactly 0640 under a narrower umask too (the mode is set, not left to the umask).
+    let b0 = env.dir.join("out/b0.tar.gz");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$@\"")
+        .arg("sh")
+        .arg(bin())
+        .args(["evidence", "pack", "--config", env.cfg()])
+        .arg(env.dir.join("evidence"))
+        .arg("--out")
+        .arg(&b0)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        std::fs::metadata(&b0).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
     let o = env.verify(&b1);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(

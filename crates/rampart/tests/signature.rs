@@ -887,6 +887,31 @@ fn signed_requests_on_the_admin_api() {
     at(&mut s, "GET", "/admin/devices");
     let signed = s.sign(&admin_host);
     assert_eq!(send_to(admin, &s, &signed, None, &[]).status, 403);
+    // No credential at all: asked to sign (RFC 9421 §5.1), beside the bearer challenge
+    // (JWTs are accepted too here), on both listeners; `content-digest` with a body.
+    let r = admin_call(&gw, "GET", "/admin/devices", None, "");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"rampart-admin\", Signature realm=\"rampart-admin\"")
+    );
+    assert_eq!(
+        r.header("accept-signature"),
+        Some("sig=(\"@method\" \"@target-uri\");created;nonce")
+    );
+    let r = raw(
+        gw.addr,
+        "POST /api HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"rampart\", Signature realm=\"rampart\"")
+    );
+    assert_eq!(
+        r.header("accept-signature"),
+        Some("sig=(\"@method\" \"@target-uri\" \"content-digest\");created;nonce")
+    );
     // The status page (`/admin/status.json`, `/`): the same rule, signed requests included.
     for page in ["/admin/status.json", "/"] {
         let mut s = Sign::new("ops-console", &ops, None);

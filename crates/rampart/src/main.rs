@@ -170,7 +170,23 @@ enum TokenCommand {
     Mint(token::MintArgs),
 }
 
+/// A command's output piped into a reader that stopped early (`rampart device list |
+/// head`): Rust ignores SIGPIPE, so `println!` panics on the broken pipe. Such a panic
+/// ends the process quietly with the status a shell reports for SIGPIPE (128 + 13), as
+/// other command-line tools end; every other panic goes to the default hook.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload_as_str().unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve { config } => serve::run(&config),

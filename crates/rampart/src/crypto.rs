@@ -383,6 +383,8 @@ async fn verify(paths: &[PathBuf]) -> Result<u8, u8> {
 #[derive(Default)]
 pub struct CryptoMetrics {
     ready: AtomicBool,
+    /// The running KEK no longer unwraps the stored data keys.
+    kek_mismatch: AtomicBool,
     keys: AtomicI64,
     primary_created: AtomicI64,
 }
@@ -435,7 +437,11 @@ pub fn health_reasons(cfg: &Config, out: &mut Vec<Reason>) {
 
 /// Opens the vault at start. With a KEK, every stored data key must unwrap (else `Err`:
 /// `serve` exits 2 naming `crypto.kek`); the first data key is made when there is none.
-pub async fn start(cfg: &Config, _health: &Arc<Health>) -> Result<Arc<CryptoMetrics>, ()> {
+/// Every 5 s after that, the key statistics are refreshed and the KEK checked again: once
+/// it no longer unwraps the stored data keys (`crypto rewrap` ran against this store), a
+/// `warn` reason `crypto_kek_mismatch` and `crypto_ready 0` say so until it does again
+/// (a restart with the new `crypto.kek`); device changes cannot be loaded meanwhile.
+pub async fn start(cfg: &Config, health: &Arc<Health>) -> Result<Arc<CryptoMetrics>, ()> {
     let metrics = Arc::new(CryptoMetrics::default());
     let kms = match kms_from_config(cfg) {
         Ok(Some(k)) => k,
@@ -448,13 +454,15 @@ pub async fn start(cfg: &Config, _health: &Arc<Health>) -> Result<Arc<CryptoMetr
     let store = Store::open(cfg).await.map_err(|e| {
         tracing::error!(error = %e, "crypto: the credential store cannot be opened");
     })?;
-    let vault = Vault::open(store.clone(), kms, true).await.map_err(|e| match e {
-        StoreError::Crypto(EnvelopeError::Unwrap { .. }) => tracing::error!(
-            key = "crypto.kek",
-            "crypto.kek cannot unwrap the data keys in the credential store: wrong key-encryption key; not starting"
-        ),
-        other => tracing::error!(error = %other, "crypto: data keys cannot be loaded"),
-    })?;
+    let vault = Vault::open(store.clone(), Arc::clone(&kms), true)
+        .await
+        .map_err(|e| match e {
+            StoreError::Crypto(EnvelopeError::Unwrap { .. }) => tracing::error!(
+                key = "crypto.kek",
+                "crypto.kek cannot unwrap the data keys in the credential store: wrong key-encryption key; not starting"
+            ),
+            other => tracing::error!(error = %other, "crypto: data keys cannot be loaded"),
+        })?;
     tracing::info!(
         data_keys = vault.keyset().len(),
         kms = vault.kms_name(),
@@ -462,6 +470,16 @@ pub async fn start(cfg: &Config, _health: &Arc<Health>) -> Result<Arc<CryptoMetr
     );
     drop(vault);
     metrics.ready.store(true, Ordering::Relaxed);
+    let probe = Arc::clone(&metrics);
+    health.add_probe(Arc::new(move || {
+        probe.kek_mismatch.load(Ordering::Relaxed).then(|| {
+            Reason::new(
+                "crypto_kek_mismatch",
+                Severity::Warn,
+                "crypto.kek no longer unwraps the data keys in the credential store (rewrapped under a new key-encryption key?): restart with the new crypto.kek; device changes are not loaded until then",
+            )
+        })
+    }));
     refresh(&store, &metrics).await;
     let m = Arc::clone(&metrics);
     tokio::spawn(async move {
@@ -469,9 +487,30 @@ pub async fn start(cfg: &Config, _health: &Arc<Health>) -> Result<Arc<CryptoMetr
         loop {
             tick.tick().await;
             refresh(&store, &m).await;
+            check_kek(&store, &kms, &m).await;
         }
     });
     Ok(metrics)
+}
+
+/// Whether the running KEK still unwraps every stored data key (see [`start`]). A store
+/// that cannot be read says nothing about the KEK: the state is left as it was.
+async fn check_kek(store: &Store, kms: &Arc<dyn Kms>, m: &CryptoMetrics) {
+    let mismatch = match Vault::open(store.clone(), Arc::clone(kms), false).await {
+        Ok(_) => false,
+        Err(StoreError::Crypto(EnvelopeError::Unwrap { .. } | EnvelopeError::Kek(_))) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "crypto: KEK check skipped");
+            return;
+        }
+    };
+    if m.kek_mismatch.swap(mismatch, Ordering::Relaxed) != mismatch && mismatch {
+        tracing::warn!(
+            key = "crypto.kek",
+            "crypto.kek no longer unwraps the data keys in the credential store; restart with the new crypto.kek"
+        );
+    }
+    m.ready.store(!mismatch, Ordering::Relaxed);
 }
 
 async fn refresh(store: &Store, m: &CryptoMetrics) {

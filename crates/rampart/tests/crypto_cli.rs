@@ -377,7 +377,35 @@ fn serve_refuses_a_wrong_kek_and_reports_crypto() {
             .iter()
             .any(|r| r["reason"] == "crypto_disabled")
     );
+    // The store rewrapped under a new KEK while this gateway runs on the old one: within
+    // a few seconds a `warn` reason says so and crypto is no longer ready.
+    let new_kek = env.set_kek("kek-new", 9);
+    let arg = format!("file:{}", new_kek.display());
+    let o = env.run(
+        "with-kek.toml",
+        &["crypto", "rewrap", "--new-kek", &arg],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    let mismatch = loop {
+        let h = gw.admin_get("/healthz");
+        let seen = h.json()["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"] == "crypto_kek_mismatch" && r["severity"] == "warn");
+        if seen || std::time::Instant::now() > deadline {
+            break (seen, h.status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert_eq!(mismatch, (true, 503));
+    let m = gw.admin_get("/metrics").text();
+    assert!(m.contains("crypto_ready 0"), "{m}");
     drop(gw);
+    // with-kek.toml names the KEK the store is now wrapped under, for what follows.
+    env.set_kek("kek1", 9);
 
     // Wrong KEK: exit 2, the message names crypto.kek, no key material.
     env.set_kek("kek-wrong", 7);

@@ -10,8 +10,11 @@
 //!   hashes (128 bits), never as raw subjects or addresses. Every key expires once its
 //!   budget is whole again, so Redis memory follows the number of active callers.
 //! - A small pool of multiplexed connections, opened lazily and reopened after a
-//!   failure (with a short back-off so a dead Redis is not hammered); every decision is
-//!   bounded by a per-call timeout.
+//!   failure or a timeout (with a short back-off after a failed connect so a dead Redis
+//!   is not hammered); every decision is bounded by a per-call timeout (one timer,
+//!   connecting included).
+//! - The request path allocates little per decision: keys are built on the stack, the
+//!   command in one sized buffer, and the reply is one bulk string read in one pass.
 //!
 //! When Redis cannot decide, the layer applies `on_backend_error`; this module reports
 //! the failure as a `warn` health reason and in `rampart_ratelimit_backend_errors_total`,
@@ -291,53 +294,64 @@ fn micros(l: &Limit) -> (u64, u64) {
     (em, em.saturating_mul(l.burst()))
 }
 
-/// The next number of the script's reply: decimal digits; a negative number (never
-/// sent) reads as 0.
-fn number<'a>(it: &mut impl Iterator<Item = &'a [u8]>) -> Option<u64> {
-    let field = it.next()?;
-    let (negative, digits) = match field.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, field),
-    };
-    if digits.is_empty() || digits.len() > 20 {
+/// The numbers of the script's reply: `N` decimal numbers separated by single spaces,
+/// nothing else (a negative number, never sent, reads as 0). One pass, no allocation.
+fn numbers<const N: usize>(reply: &[u8]) -> Option<[u64; N]> {
+    let mut out = [0u64; N];
+    let mut fields = out.iter_mut();
+    let mut field = fields.next()?;
+    // Digits seen in the current field, and whether it started with '-'.
+    let (mut digits, mut negative) = (0usize, false);
+    for &b in reply {
+        match b {
+            b'0'..=b'9' => {
+                *field = field.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+                digits += 1;
+            }
+            b'-' if digits == 0 && !negative => negative = true,
+            b' ' if digits > 0 => {
+                if negative {
+                    *field = 0;
+                }
+                field = fields.next()?;
+                (digits, negative) = (0, false);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || fields.next().is_some() {
         return None;
     }
-    let mut n: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    if negative {
+        *field = 0;
     }
-    Some(if negative { 0 } else { n })
+    Some(out)
 }
 
 /// One key's part of the reply: allowed, remaining, retry-after (µs), reset (µs).
-fn check_of<'a>(it: &mut impl Iterator<Item = &'a [u8]>) -> Option<Check> {
-    let allowed = number(it)? == 1;
-    let remaining = number(it)?;
-    let retry_after_ns = number(it)?.saturating_mul(1_000);
-    let reset_ns = number(it)?.saturating_mul(1_000);
+fn check_of(n: &[u64]) -> Option<Check> {
+    let [allowed, remaining, retry_after_us, reset_us] = *n else {
+        return None;
+    };
     Some(Check {
-        allowed,
+        allowed: allowed == 1,
         new_tat: 0,
         remaining,
-        retry_after_ns,
-        reset_ns,
+        retry_after_ns: retry_after_us.saturating_mul(1_000),
+        reset_ns: reset_us.saturating_mul(1_000),
     })
 }
 
 /// The script's reply: the identity's check, then the tenant's when `tenant`; nothing
 /// left over.
 fn checks(reply: &[u8], tenant: bool) -> Option<(Check, Option<Check>)> {
-    let mut it = reply.split(|&b| b == b' ');
-    let a = check_of(&mut it)?;
-    let b = if tenant {
-        Some(check_of(&mut it)?)
+    if tenant {
+        let n = numbers::<8>(reply)?;
+        let (a, b) = n.split_at(4);
+        Some((check_of(a)?, Some(check_of(b)?)))
     } else {
-        None
-    };
-    it.next().is_none().then_some((a, b))
+        Some((check_of(&numbers::<4>(reply)?)?, None))
+    }
 }
 
 /// Lower-case hex of `bytes`.
@@ -345,7 +359,9 @@ fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
         }
     }
     out
@@ -721,8 +737,14 @@ mod tests {
             tenant: Some(("t", Limit::new(60, 10).unwrap())),
         };
         let k = Keys::of(&q);
-        let packed = script_cmd("EVALSHA", "abc", &k, (100_000, 10_000_000), Some((1_000_000, 10_000_000)))
-            .get_packed_command();
+        let packed = script_cmd(
+            "EVALSHA",
+            "abc",
+            &k,
+            (100_000, 10_000_000),
+            Some((1_000_000, 10_000_000)),
+        )
+        .get_packed_command();
         let mut want = b"*9\r\n$7\r\nEVALSHA\r\n$3\r\nabc\r\n$1\r\n2\r\n$83\r\n".to_vec();
         want.extend_from_slice(k.identity());
         want.extend_from_slice(b"\r\n$54\r\n");
@@ -730,20 +752,29 @@ mod tests {
         want.extend_from_slice(
             b"\r\n$6\r\n100000\r\n$8\r\n10000000\r\n$7\r\n1000000\r\n$8\r\n10000000\r\n",
         );
-        assert_eq!(String::from_utf8_lossy(&packed), String::from_utf8_lossy(&want));
+        assert_eq!(
+            String::from_utf8_lossy(&packed),
+            String::from_utf8_lossy(&want)
+        );
         let solo = Keys::of(&Query { tenant: None, ..q });
         let packed = script_cmd("EVAL", "s", &solo, (7, 70), None).get_packed_command();
         let mut want = b"*6\r\n$4\r\nEVAL\r\n$1\r\ns\r\n$1\r\n1\r\n$47\r\n".to_vec();
         want.extend_from_slice(solo.identity());
         want.extend_from_slice(b"\r\n$1\r\n7\r\n$2\r\n70\r\n");
-        assert_eq!(String::from_utf8_lossy(&packed), String::from_utf8_lossy(&want));
+        assert_eq!(
+            String::from_utf8_lossy(&packed),
+            String::from_utf8_lossy(&want)
+        );
     }
 
     #[test]
     fn replies_parse_and_malformed_ones_are_refused() {
         let (a, b) = checks(b"1 4 0 2500", false).unwrap();
         assert!(a.allowed && b.is_none());
-        assert_eq!((a.remaining, a.retry_after_ns, a.reset_ns), (4, 0, 2_500_000));
+        assert_eq!(
+            (a.remaining, a.retry_after_ns, a.reset_ns),
+            (4, 0, 2_500_000)
+        );
         let (a, b) = checks(b"1 4 0 2500 0 0 7 -1", true).unwrap();
         let b = b.unwrap();
         assert!(a.allowed && !b.allowed);
@@ -758,10 +789,17 @@ mod tests {
             b"1 4 0 25.5",
             b"1 4 0 99999999999999999999999",
             b"-",
+            b"1 -4- 0 2500",
+            b"1 4 0 2500\r\n",
         ] {
-            assert!(checks(bad, false).is_none(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                checks(bad, false).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(checks(b"1 4 0 2500", true).is_none());
+        assert!(checks(b"1 4 0 2500 1 2 3 4 5", true).is_none());
         // u64::MAX µs saturates to nanoseconds rather than wrapping.
         let (a, _) = checks(b"0 0 18446744073709551615 0", false).unwrap();
         assert_eq!(a.retry_after_ns, u64::MAX);

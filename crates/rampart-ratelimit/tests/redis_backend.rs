@@ -146,7 +146,10 @@ async fn decisions_tenant_budget_and_key_names() {
     // The refusal charged neither budget.
     assert_eq!(redis_cmd(redis.port, &format!("GET {alice_key}")), before);
     let keys = redis_cmd(redis.port, "KEYS rampart:rl:*");
-    assert!(keys.contains(tenant_key) && keys.contains(alice_key), "{keys}");
+    assert!(
+        keys.contains(tenant_key) && keys.contains(alice_key),
+        "{keys}"
+    );
     assert!(!keys.contains("alice") && !keys.contains("acme"), "{keys}");
 }
 
@@ -179,7 +182,13 @@ async fn a_redis_that_stops_answering_times_out_and_recovery_follows() {
     };
     assert!(decide(&b, &q).await.unwrap().allowed);
     let pid = redis.child.id().to_string();
-    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     for _ in 0..6 {
         let start = Instant::now();
         assert!(decide(&b, &q).await.is_none());
@@ -193,9 +202,18 @@ async fn a_redis_that_stops_answering_times_out_and_recovery_follows() {
     assert_eq!(reasons.len(), 1);
     let text = format!("{reasons:?}");
     assert!(text.contains("cannot decide"), "{text}");
-    assert!(!text.contains(&redis.port.to_string()), "no URL in the reason: {text}");
+    assert!(
+        !text.contains(&redis.port.to_string()),
+        "no URL in the reason: {text}"
+    );
 
-    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     // The probe notices by itself (no decision needed), then decisions resume.
     let end = Instant::now() + Duration::from_secs(15);
     while !b.is_up() {

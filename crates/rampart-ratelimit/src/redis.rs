@@ -504,13 +504,20 @@ impl Inner {
     }
 
     /// Slot `i`'s connection, opening it when needed. The fast path clones the handle
-    /// under a short std lock (never held across an await); connecting is serialised per
-    /// slot by an async lock taken only when there is no connection.
+    /// under a short std lock (never held across an await) and awaits nothing;
+    /// connecting is serialised per slot by an async lock taken only when there is no
+    /// connection, in a future boxed only then (it is large: keeping it out of every
+    /// decision's future makes that one cheaper to move).
     async fn conn(&self, i: usize) -> Result<MultiplexedConnection, &'static str> {
         let slot = self.slots.get(i).ok_or("internal")?;
-        if let Some(c) = slot.ready()? {
-            return Ok(c);
+        match slot.ready()? {
+            Some(c) => Ok(c),
+            None => Box::pin(self.connect(slot)).await,
         }
+    }
+
+    /// Opens `slot`'s connection (see [`Self::conn`]).
+    async fn connect(&self, slot: &Slot) -> Result<MultiplexedConnection, &'static str> {
         let _connecting = slot.connecting.lock().await;
         // Another task may have connected (or failed) while this one waited.
         if let Some(c) = slot.ready()? {

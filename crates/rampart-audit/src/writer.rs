@@ -194,6 +194,12 @@ struct SyncState {
     /// The last fdatasync failure, cleared by the next success.
     error: Option<String>,
     stop: bool,
+    /// The sync thread waits on `wake` (nothing to sync): only then does a write need
+    /// to wake it. A notification costs a system call even when nobody waits, and the
+    /// writer would otherwise make one per batch.
+    sync_idle: bool,
+    /// Threads waiting on `progress` (the same saving for the sync thread).
+    progress_waiters: u32,
 }
 
 impl Durable {
@@ -228,11 +234,13 @@ fn sync_loop(
         let (file, target) = {
             let mut s = d.lock();
             while s.written <= s.durable && !s.stop {
+                s.sync_idle = true;
                 s = d
                     .wake
                     .wait(s)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
+            s.sync_idle = false;
             if s.stop {
                 // The writer synced everything itself before stopping.
                 return;
@@ -260,7 +268,9 @@ fn sync_loop(
                     true
                 }
             };
-            d.progress.notify_all();
+            if s.progress_waiters > 0 {
+                d.progress.notify_all();
+            }
             failed
         };
         if failed {
@@ -501,6 +511,9 @@ struct State {
     last_cp_ts: Option<String>,
     fault_bytes: u64,
     buf: Vec<u8>,
+    /// The Merkle leaves of the batch being written (kept to reuse its allocation).
+    leaves: Vec<Hash>,
+    encoder: record::Encoder,
     ts: String,
     pg: Option<crate::pg::PgSink>,
     acker: Acker,
@@ -655,6 +668,8 @@ impl State {
                 durable: 0,
                 error: None,
                 stop: false,
+                sync_idle: false,
+                progress_waiters: 0,
             }),
             wake: Condvar::new(),
             progress: Condvar::new(),
@@ -679,6 +694,8 @@ impl State {
                 last_cp_ts,
                 fault_bytes: 0,
                 buf: Vec::with_capacity(1 << 20),
+                leaves: Vec::new(),
+                encoder: record::Encoder::default(),
                 ts: String::with_capacity(32),
                 pg,
                 acker: Acker { tx: None },
@@ -853,12 +870,14 @@ impl State {
             if let Some(e) = &s.error {
                 return Err(std::io::Error::other(e.clone()));
             }
+            s.progress_waiters += 1;
             s = self
                 .durable
                 .progress
                 .wait_timeout(s, Duration::from_millis(100))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+            s.progress_waiters = s.progress_waiters.saturating_sub(1);
         }
         Ok(())
     }
@@ -952,8 +971,14 @@ impl State {
                 self.acker.deliver(acks);
                 self.metrics.audit.written.fetch_add(n, Ordering::Relaxed);
                 // Durable against power loss by the sync thread's next fdatasync.
-                self.durable.lock().written = self.next_seq;
-                self.durable.wake.notify_one();
+                let idle = {
+                    let mut s = self.durable.lock();
+                    s.written = self.next_seq;
+                    s.sync_idle
+                };
+                if idle {
+                    self.durable.wake.notify_one();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -982,22 +1007,28 @@ impl State {
         let first = self.next_seq;
         let mut prev = self.prev;
         let mut seq = first;
-        let mut leaves = Vec::with_capacity(batch.len());
+        let mut leaves = std::mem::take(&mut self.leaves);
+        leaves.clear();
         let mut rows = Vec::with_capacity(if self.pg.is_some() { batch.len() } else { 0 });
+        // One `ts` for the batch: its records go to the file in one write, at this time.
+        self.ts.clear();
+        rampart_http::push_rfc3339(&mut self.ts, SystemTime::now());
         for (e, _) in batch {
-            self.ts.clear();
-            rampart_http::push_rfc3339(&mut self.ts, SystemTime::now());
-            let start = self.buf.len();
             let before = prev;
-            prev = record::encode(&mut self.buf, seq, &self.ts, e, &prev);
-            let end = self.buf.len().saturating_sub(1);
-            let line = self.buf.get(start..end).unwrap_or(&[]);
-            leaves.push(leaf_hash(line));
+            let start = self.buf.len();
+            let leaf;
+            (prev, leaf) = self.encoder.encode(&mut self.buf, seq, &self.ts, e, &prev);
+            leaves.push(leaf);
             if self.pg.is_some() {
                 rows.push(crate::pg::Row {
                     seq,
                     ts: self.ts.clone(),
-                    line: String::from_utf8_lossy(line).into_owned(),
+                    line: String::from_utf8_lossy(
+                        self.buf
+                            .get(start..self.buf.len().saturating_sub(1))
+                            .unwrap_or(&[]),
+                    )
+                    .into_owned(),
                     prev: record::hex(&before),
                     hash: record::hex(&prev),
                 });
@@ -1023,9 +1054,10 @@ impl State {
         self.seg_len += self.buf.len() as u64;
         self.prev = prev;
         self.next_seq = seq;
-        for l in leaves {
-            self.tree.push(l);
+        for l in &leaves {
+            self.tree.push(*l);
         }
+        self.leaves = leaves;
         Ok(first)
     }
 

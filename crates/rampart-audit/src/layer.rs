@@ -328,7 +328,7 @@ fn entry_of(
         client_ip: resp
             .extensions()
             .get::<ClientIp>()
-            .map(|ip| pseudo("client_ip", ip.0.to_string())),
+            .map(|ip| pseudo("client_ip", ip_string(ip.0))),
         method,
         route: resp
             .extensions()
@@ -340,6 +340,28 @@ fn entry_of(
         reason: Cow::Borrowed(outcome.reason),
         latency_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
     }
+}
+
+/// The address as `Display` spells it; IPv4 (the usual case) without the formatting
+/// machinery, which costs several times more than the digits.
+fn ip_string(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + (o / 10) % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
 }
 
 /// `ps:` + the first 16 bytes of HMAC-SHA256(key, kind ‖ 0x00 ‖ value), hex: stable per
@@ -407,6 +429,19 @@ mod tests {
             "/a?x=1&token=REDACTED&%74oken=REDACTED&SessionToken=REDACTED&q"
         );
         assert_eq!(redact_query("/a", Some("api_key"), &names), "/a?REDACTED");
+    }
+
+    #[test]
+    fn ip_string_spells_addresses_as_display_does() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        for a in [0u8, 1, 9, 10, 42, 99, 100, 199, 200, 255] {
+            for b in [0u8, 7, 10, 100, 255] {
+                let ip = IpAddr::V4(Ipv4Addr::new(a, b, 255 - a, a.wrapping_mul(b)));
+                assert_eq!(ip_string(ip), ip.to_string());
+            }
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(ip_string(v6), "2001:db8::1");
     }
 
     #[test]

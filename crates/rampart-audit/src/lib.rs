@@ -136,6 +136,9 @@ pub fn writer_config(dir: PathBuf, a: &rampart_config::raw::AuditSection) -> Wri
     if let Some(s) = a.segment_max_age_s {
         w.segment_max_age = Duration::from_secs(s);
     }
+    if let Some(ms) = a.sync_interval_ms {
+        w.sync_interval = Duration::from_millis(ms);
+    }
     if let (Some(url), Some(node)) = (&a.postgres_url, &a.node_id) {
         w.postgres = Some(pg::PgSinkConfig {
             url: url.clone(),

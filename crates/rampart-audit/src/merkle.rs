@@ -28,7 +28,15 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 
 /// SHA-256(0x01 ‖ left ‖ right).
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    sha256(&[&[1u8], left, right])
+    // One-shot over a stack buffer: no digest context per node.
+    let mut b = [1u8; 65];
+    if let Some(l) = b.get_mut(1..33) {
+        l.copy_from_slice(left);
+    }
+    if let Some(r) = b.get_mut(33..) {
+        r.copy_from_slice(right);
+    }
+    crate::record::sha256(&b)
 }
 
 /// The roots of the perfect subtrees of a tree of `size` leaves, largest (leftmost)

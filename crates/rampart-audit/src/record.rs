@@ -10,7 +10,6 @@
 //! data is the whole line without its newline.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use serde::Deserialize;
 
@@ -83,48 +82,93 @@ pub enum RecordError {
 
 /// Encodes one record line (with its trailing newline) into `out` and returns its hash.
 pub fn encode(out: &mut Vec<u8>, seq: u64, ts: &str, e: &Entry, prev: &Hash) -> Hash {
-    let mut s = canonical(seq, ts, e, prev);
-    let hash = chain_hash(prev, s.as_bytes());
-    s.pop();
-    s.push_str(",\"hash\":\"");
-    push_hex(&mut s, &hash);
-    s.push_str("\"}\n");
-    out.extend_from_slice(s.as_bytes());
-    hash
+    Encoder::default().encode(out, seq, ts, e, prev).0
 }
 
-/// The canonical bytes: the line up to and including `prev`, closed with `}`.
-fn canonical(seq: u64, ts: &str, e: &Entry, prev: &Hash) -> String {
-    let mut s = String::with_capacity(384);
-    let _ = write!(s, "{{\"seq\":{seq}");
-    s.push_str(",\"ts\":");
-    push_str(&mut s, ts, MAX_FIELD);
-    s.push_str(",\"request_id\":");
-    push_opt(&mut s, e.request_id.as_deref());
-    s.push_str(",\"subject\":");
-    push_opt(&mut s, e.subject.as_deref());
-    s.push_str(",\"tenant\":");
-    push_opt(&mut s, e.tenant.as_deref());
-    s.push_str(",\"auth\":");
-    push_str(&mut s, &e.auth, MAX_FIELD);
-    s.push_str(",\"client_ip\":");
-    push_opt(&mut s, e.client_ip.as_deref());
-    s.push_str(",\"method\":");
-    push_str(&mut s, &e.method, MAX_FIELD);
-    s.push_str(",\"route\":");
-    push_opt(&mut s, e.route.as_deref());
-    s.push_str(",\"path\":");
-    push_str(&mut s, &e.path, MAX_PATH);
-    let _ = write!(s, ",\"status\":{}", e.status);
-    s.push_str(",\"decision\":");
-    push_str(&mut s, &e.decision, MAX_FIELD);
-    s.push_str(",\"reason\":");
-    push_str(&mut s, &e.reason, MAX_FIELD);
-    let _ = write!(s, ",\"latency_us\":{}", e.latency_us);
-    s.push_str(",\"prev\":\"");
-    push_hex(&mut s, prev);
-    s.push_str("\"}");
-    s
+/// Encodes records and computes both hashes of each: the chain hash and the Merkle leaf
+/// hash. Both hash inputs are prefixes laid out in one reused buffer, `prev ‖ canonical
+/// bytes` and then `0x00 ‖ line`, so each is a single one-shot SHA-256 call (no digest
+/// context to allocate and free) and the record allocates nothing.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    scratch: Vec<u8>,
+}
+
+impl Encoder {
+    /// Appends the record line (with its newline) to `out`; returns its `hash` and its
+    /// Merkle leaf hash (the same as [`crate::merkle::leaf_hash`] of the line).
+    pub fn encode(
+        &mut self,
+        out: &mut Vec<u8>,
+        seq: u64,
+        ts: &str,
+        e: &Entry,
+        prev: &Hash,
+    ) -> (Hash, Hash) {
+        let s = &mut self.scratch;
+        s.clear();
+        s.extend_from_slice(prev);
+        canonical_into(s, seq, ts, e, prev);
+        let hash = sha256(s);
+        s.pop();
+        s.extend_from_slice(b",\"hash\":\"");
+        push_hex_bytes(s, &hash);
+        s.extend_from_slice(b"\"}");
+        // The byte before the line becomes the leaf prefix (RFC 9162: 0x00 ‖ data).
+        let line_at = prev.len();
+        if let Some(b) = s.get_mut(line_at - 1) {
+            *b = 0;
+        }
+        let leaf = sha256(s.get(line_at - 1..).unwrap_or(&[]));
+        out.extend_from_slice(s.get(line_at..).unwrap_or(&[]));
+        out.push(b'\n');
+        (hash, leaf)
+    }
+}
+
+/// SHA-256 of `data` in one call.
+pub(crate) fn sha256(data: &[u8]) -> Hash {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(d.as_ref()) {
+        *o = *b;
+    }
+    out
+}
+
+/// Appends the canonical bytes: the line up to and including `prev`, closed with `}`.
+fn canonical_into(s: &mut Vec<u8>, seq: u64, ts: &str, e: &Entry, prev: &Hash) {
+    s.extend_from_slice(b"{\"seq\":");
+    push_u64(s, seq);
+    s.extend_from_slice(b",\"ts\":");
+    push_str(s, ts, MAX_FIELD);
+    s.extend_from_slice(b",\"request_id\":");
+    push_opt(s, e.request_id.as_deref());
+    s.extend_from_slice(b",\"subject\":");
+    push_opt(s, e.subject.as_deref());
+    s.extend_from_slice(b",\"tenant\":");
+    push_opt(s, e.tenant.as_deref());
+    s.extend_from_slice(b",\"auth\":");
+    push_str(s, &e.auth, MAX_FIELD);
+    s.extend_from_slice(b",\"client_ip\":");
+    push_opt(s, e.client_ip.as_deref());
+    s.extend_from_slice(b",\"method\":");
+    push_str(s, &e.method, MAX_FIELD);
+    s.extend_from_slice(b",\"route\":");
+    push_opt(s, e.route.as_deref());
+    s.extend_from_slice(b",\"path\":");
+    push_str(s, &e.path, MAX_PATH);
+    s.extend_from_slice(b",\"status\":");
+    push_u64(s, u64::from(e.status));
+    s.extend_from_slice(b",\"decision\":");
+    push_str(s, &e.decision, MAX_FIELD);
+    s.extend_from_slice(b",\"reason\":");
+    push_str(s, &e.reason, MAX_FIELD);
+    s.extend_from_slice(b",\"latency_us\":");
+    push_u64(s, e.latency_us);
+    s.extend_from_slice(b",\"prev\":\"");
+    push_hex_bytes(s, prev);
+    s.extend_from_slice(b"\"}");
 }
 
 /// SHA-256(prev ‖ canonical bytes).
@@ -173,13 +217,14 @@ pub fn parse(line: &[u8]) -> Result<Parsed, RecordError> {
         reason: record.reason.clone().into(),
         latency_us: record.latency_us,
     };
-    let mut expected = canonical(record.seq, &record.ts, &entry, &prev);
-    let computed_hash = chain_hash(&prev, expected.as_bytes());
+    let mut expected = Vec::with_capacity(line.len());
+    canonical_into(&mut expected, record.seq, &record.ts, &entry, &prev);
+    let computed_hash = chain_hash(&prev, &expected);
     expected.pop();
-    expected.push_str(",\"hash\":\"");
-    expected.push_str(&record.hash);
-    expected.push_str("\"}");
-    if expected.as_bytes() != line {
+    expected.extend_from_slice(b",\"hash\":\"");
+    expected.extend_from_slice(record.hash.as_bytes());
+    expected.extend_from_slice(b"\"}");
+    if expected != line {
         return Err(RecordError::NotCanonical);
     }
     Ok(Parsed {
@@ -190,44 +235,99 @@ pub fn parse(line: &[u8]) -> Result<Parsed, RecordError> {
     })
 }
 
-fn push_opt(s: &mut String, v: Option<&str>) {
+fn push_opt(s: &mut Vec<u8>, v: Option<&str>) {
     match v {
         Some(v) => push_str(s, v, MAX_FIELD),
-        None => s.push_str("null"),
+        None => s.extend_from_slice(b"null"),
     }
+}
+
+/// Bytes that `push_str` cannot copy as they are: `"`, `\\`, control characters and DEL.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f
+}
+
+/// Whether no byte of `v` needs escaping, eight bytes at a time: a byte below 0x20 or
+/// equal to `"`, `\\` or DEL sets the high bit of its lane in one of the masks (the
+/// usual zero-byte test, exact about whether any lane matches).
+fn plain(v: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        let hit = (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+            | zero_in(x ^ (ONES * u64::from(b'"')))
+            | zero_in(x ^ (ONES * u64::from(b'\\')))
+            | zero_in(x ^ (ONES * 0x7f));
+        if hit != 0 {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|b| needs_escape(*b))
 }
 
 /// JSON string with the one escaping the codec accepts: `\"`, `\\` and `\u00XX` for
 /// control characters. At most `max` characters are kept (a cut value ends in `…`).
-fn push_str(s: &mut String, v: &str, max: usize) {
-    s.push('"');
+fn push_str(s: &mut Vec<u8>, v: &str, max: usize) {
+    s.push(b'"');
     // Fast path (the usual value): short enough to be kept whole (bytes bound chars) and
     // nothing to escape, so the bytes go as they are; same output as the loop below.
-    if v.len() <= max
-        && !v
-            .bytes()
-            .any(|b| b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f)
-    {
-        s.push_str(v);
-        s.push('"');
+    if v.len() <= max && plain(v.as_bytes()) {
+        s.extend_from_slice(v.as_bytes());
+        s.push(b'"');
         return;
     }
     let cut = v.chars().nth(max).is_some();
+    let mut utf8 = [0u8; 4];
     for (i, c) in v.chars().enumerate() {
         if cut && i + 1 >= max {
-            s.push('…');
+            s.extend_from_slice("…".as_bytes());
             break;
         }
         match c {
-            '"' => s.push_str("\\\""),
-            '\\' => s.push_str("\\\\"),
+            '"' => s.extend_from_slice(b"\\\""),
+            '\\' => s.extend_from_slice(b"\\\\"),
             c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(s, "\\u{:04x}", c as u32);
+                let n = c as u32;
+                s.extend_from_slice(b"\\u00");
+                push_hex_bytes(s, &[u8::try_from(n).unwrap_or(0)]);
             }
-            c => s.push(c),
+            c => s.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
         }
     }
-    s.push('"');
+    s.push(b'"');
+}
+
+/// Decimal digits of `n`.
+fn push_u64(s: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            // n % 10 < 10: the cast cannot truncate.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    s.extend_from_slice(digits.get(i..).unwrap_or(&[]));
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex_bytes(s: &mut Vec<u8>, b: &[u8]) {
+    for x in b {
+        // Nibbles always index the 16 digits (the compiler drops the checks).
+        s.push(HEX_DIGITS.get(usize::from(x >> 4)).copied().unwrap_or(b'0'));
+        s.push(HEX_DIGITS.get(usize::from(x & 15)).copied().unwrap_or(b'0'));
+    }
 }
 
 pub fn push_hex(s: &mut String, b: &[u8]) {
@@ -274,6 +374,98 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Strings meant to break an encoder: JSON metacharacters, every control character,
+    /// DEL, multi-byte and astral characters, lone `\u` look-alikes, and lengths around
+    /// the field limit (256 characters).
+    fn hostile() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é€😀]|\\\\u0000){0,40}",
+            "[a-z\"\\\\\u{0}\u{1f}\u{7f}é]{250,262}",
+            "[a-z0-9.:/-]{0,300}",
+            Just(String::new()),
+            Just("€".repeat(257)),
+        ]
+    }
+
+    /// The encoder as it was before it wrote bytes into the caller's buffer (a `String`
+    /// per record and `write!` for numbers): the oracle the byte encoder must match.
+    mod oracle {
+        use std::fmt::Write as _;
+
+        use super::super::{Entry, Hash, MAX_FIELD, MAX_PATH, chain_hash, push_hex};
+
+        pub fn encode(out: &mut Vec<u8>, seq: u64, ts: &str, e: &Entry, prev: &Hash) -> Hash {
+            let mut s = canonical(seq, ts, e, prev);
+            let hash = chain_hash(prev, s.as_bytes());
+            s.pop();
+            s.push_str(",\"hash\":\"");
+            push_hex(&mut s, &hash);
+            s.push_str("\"}\n");
+            out.extend_from_slice(s.as_bytes());
+            hash
+        }
+
+        fn canonical(seq: u64, ts: &str, e: &Entry, prev: &Hash) -> String {
+            let mut s = String::with_capacity(384);
+            let _ = write!(s, "{{\"seq\":{seq}");
+            s.push_str(",\"ts\":");
+            push_str(&mut s, ts, MAX_FIELD);
+            s.push_str(",\"request_id\":");
+            push_opt(&mut s, e.request_id.as_deref());
+            s.push_str(",\"subject\":");
+            push_opt(&mut s, e.subject.as_deref());
+            s.push_str(",\"tenant\":");
+            push_opt(&mut s, e.tenant.as_deref());
+            s.push_str(",\"auth\":");
+            push_str(&mut s, &e.auth, MAX_FIELD);
+            s.push_str(",\"client_ip\":");
+            push_opt(&mut s, e.client_ip.as_deref());
+            s.push_str(",\"method\":");
+            push_str(&mut s, &e.method, MAX_FIELD);
+            s.push_str(",\"route\":");
+            push_opt(&mut s, e.route.as_deref());
+            s.push_str(",\"path\":");
+            push_str(&mut s, &e.path, MAX_PATH);
+            let _ = write!(s, ",\"status\":{}", e.status);
+            s.push_str(",\"decision\":");
+            push_str(&mut s, &e.decision, MAX_FIELD);
+            s.push_str(",\"reason\":");
+            push_str(&mut s, &e.reason, MAX_FIELD);
+            let _ = write!(s, ",\"latency_us\":{}", e.latency_us);
+            s.push_str(",\"prev\":\"");
+            push_hex(&mut s, prev);
+            s.push_str("\"}");
+            s
+        }
+
+        fn push_opt(s: &mut String, v: Option<&str>) {
+            match v {
+                Some(v) => push_str(s, v, MAX_FIELD),
+                None => s.push_str("null"),
+            }
+        }
+
+        pub fn push_str(s: &mut String, v: &str, max: usize) {
+            s.push('"');
+            let cut = v.chars().nth(max).is_some();
+            for (i, c) in v.chars().enumerate() {
+                if cut && i + 1 >= max {
+                    s.push('…');
+                    break;
+                }
+                match c {
+                    '"' => s.push_str("\\\""),
+                    '\\' => s.push_str("\\\\"),
+                    c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                        let _ = write!(s, "\\u{:04x}", c as u32);
+                    }
+                    c => s.push(c),
+                }
+            }
+            s.push('"');
+        }
+    }
 
     fn entry() -> Entry {
         Entry {
@@ -357,29 +549,74 @@ mod tests {
         }
 
         /// The fast path of `push_str` spells every value as the escaping loop does
-        /// (the oracle below is that loop).
+        /// (the oracle is that loop, as the encoder had it before it wrote bytes).
         #[test]
         fn push_str_fast_path_matches_the_loop(v in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é€])*", max in 1usize..50) {
-            let mut slow = String::from("\"");
-            let cut = v.chars().nth(max).is_some();
-            for (i, c) in v.chars().enumerate() {
-                if cut && i + 1 >= max {
-                    slow.push('…');
-                    break;
-                }
-                match c {
-                    '"' => slow.push_str("\\\""),
-                    '\\' => slow.push_str("\\\\"),
-                    c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                        let _ = write!(slow, "\\u{:04x}", c as u32);
-                    }
-                    c => slow.push(c),
-                }
-            }
-            slow.push('"');
-            let mut fast = String::new();
+            let mut slow = String::new();
+            oracle::push_str(&mut slow, &v, max);
+            let mut fast = Vec::new();
             push_str(&mut fast, &v, max);
-            prop_assert_eq!(fast, slow);
+            prop_assert_eq!(String::from_utf8(fast).unwrap(), slow);
+        }
+
+        /// The byte encoder writes exactly the line the previous `String` encoder wrote
+        /// (kept below as the oracle), for any values: quotes, backslashes, control
+        /// characters, DEL, multi-byte characters, values cut at their limit, extreme
+        /// numbers; and the parser accepts the line back with the same hash.
+        #[test]
+        fn encoder_matches_the_previous_encoder_byte_for_byte(
+            rid in proptest::option::of(hostile()),
+            sub in proptest::option::of(hostile()),
+            tenant in proptest::option::of(hostile()),
+            auth in hostile(),
+            ip in proptest::option::of(hostile()),
+            method in hostile(),
+            route in proptest::option::of(hostile()),
+            path in proptest::string::string_regex("(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é€/?=&]){0,2100}").unwrap(),
+            status in any::<u16>(),
+            decision in hostile(),
+            reason in hostile(),
+            lat in any::<u64>(),
+            seq in prop_oneof![any::<u64>(), Just(0u64), Just(u64::MAX), 0u64..100_000],
+            ts in hostile(),
+            prev in any::<[u8; 32]>(),
+        ) {
+            let e = Entry {
+                request_id: rid,
+                subject: sub,
+                tenant,
+                auth: auth.into(),
+                client_ip: ip,
+                method: method.into(),
+                route,
+                path,
+                status,
+                decision: decision.into(),
+                reason: reason.into(),
+                latency_us: lat,
+            };
+            let mut want = b"earlier line\n".to_vec();
+            let want_hash = oracle::encode(&mut want, seq, &ts, &e, &prev);
+            let mut got = b"earlier line\n".to_vec();
+            let start = got.len();
+            let (got_hash, leaf) = Encoder::default().encode(&mut got, seq, &ts, &e, &prev);
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(got_hash, want_hash);
+            prop_assert_eq!(leaf, crate::merkle::leaf_hash(&got[start..got.len() - 1]));
+            let line = &got[start..got.len() - 1];
+            prop_assume!(line.len() <= MAX_LINE);
+            let p = parse(line).unwrap();
+            prop_assert_eq!(p.computed_hash, got_hash);
+            prop_assert_eq!(p.stated_hash, got_hash);
+            prop_assert_eq!(p.prev, prev);
+        }
+
+        /// The eight-bytes-at-a-time test agrees with the byte test on any bytes.
+        #[test]
+        fn plain_matches_the_byte_test(v in proptest::collection::vec(any::<u8>(), 0..40), pick in proptest::collection::vec(prop_oneof![Just(0u8), Just(0x1f), Just(0x20), Just(b'"'), Just(b'\\'), Just(0x7f), Just(0x80), Just(0xff), Just(b'a')], 0..40)) {
+            for bytes in [&v, &pick] {
+                prop_assert_eq!(plain(bytes), !bytes.iter().any(|b| needs_escape(*b)));
+            }
         }
 
         #[test]

@@ -60,6 +60,14 @@ pub struct WriterConfig {
     /// Records written but not yet fdatasynced past which the writer waits for the sync
     /// thread: the bound on what a power loss can cost.
     pub max_unsynced: u64,
+    /// Least time between the starts of two fdatasyncs of the sync thread (zero, the
+    /// default: the next one starts as soon as the previous one ended and something was
+    /// written). A longer interval makes each sync cover more records, so fewer syncs
+    /// (each costs the kernel a writeback and, for a growing file, an inode write) at the
+    /// price of a wider power-loss window: the records of the last interval plus one
+    /// sync, never more than `max_unsynced` (a writer waiting for room cuts the interval
+    /// short). Acknowledgements never wait for it.
+    pub sync_interval: Duration,
     /// Test-only failure injection.
     pub fault: Option<danger::FaultInjection>,
     /// The PostgreSQL sink: every batch is committed there too before it is acknowledged.
@@ -79,6 +87,7 @@ impl WriterConfig {
             max_batch: 4096,
             linger: Duration::from_micros(500),
             max_unsynced: 8192,
+            sync_interval: Duration::ZERO,
             fault: None,
             postgres: None,
         }
@@ -194,6 +203,12 @@ struct SyncState {
     /// The last fdatasync failure, cleared by the next success.
     error: Option<String>,
     stop: bool,
+    /// The sync thread waits on `wake` (nothing to sync): only then does a write need
+    /// to wake it. A notification costs a system call even when nobody waits, and the
+    /// writer would otherwise make one per batch.
+    sync_idle: bool,
+    /// Threads waiting on `progress` (the same saving for the sync thread).
+    progress_waiters: u32,
 }
 
 impl Durable {
@@ -223,15 +238,33 @@ fn sync_loop(
     shared: &Shared,
     metrics: &GatewayMetrics,
     fault: Option<danger::FaultInjection>,
+    interval: Duration,
 ) {
+    let mut last_start: Option<Instant> = None;
     loop {
         let (file, target) = {
             let mut s = d.lock();
             while s.written <= s.durable && !s.stop {
+                s.sync_idle = true;
                 s = d
                     .wake
                     .wait(s)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            s.sync_idle = false;
+            // Let more batches join this sync, unless the writer waits for room.
+            if let Some(next) = last_start.and_then(|t| t.checked_add(interval)) {
+                while !s.stop && s.progress_waiters == 0 {
+                    let left = next.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    s = d
+                        .wake
+                        .wait_timeout(s, left)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
             }
             if s.stop {
                 // The writer synced everything itself before stopping.
@@ -239,6 +272,9 @@ fn sync_loop(
             }
             (Arc::clone(&s.file), s.written)
         };
+        if !interval.is_zero() {
+            last_start = Some(Instant::now());
+        }
         let r = sync_file(&file, fault.as_ref());
         let failed = {
             let mut s = d.lock();
@@ -260,7 +296,9 @@ fn sync_loop(
                     true
                 }
             };
-            d.progress.notify_all();
+            if s.progress_waiters > 0 {
+                d.progress.notify_all();
+            }
             failed
         };
         if failed {
@@ -349,15 +387,16 @@ impl AuditHandle {
         });
         let mut state = state;
         state.acker = Acker::new();
-        let (d, s2, m2, fault) = (
+        let (d, s2, m2, fault, interval) = (
             Arc::clone(&state.durable),
             Arc::clone(&shared),
             Arc::clone(&state.metrics),
             state.cfg.fault,
+            state.cfg.sync_interval,
         );
         let sync_join = std::thread::Builder::new()
             .name("rampart-audit-sync".into())
-            .spawn(move || sync_loop(&d, &s2, &m2, fault))
+            .spawn(move || sync_loop(&d, &s2, &m2, fault, interval))
             .map_err(|e| AuditError::Io {
                 path: "audit sync thread".into(),
                 source: e,
@@ -501,6 +540,9 @@ struct State {
     last_cp_ts: Option<String>,
     fault_bytes: u64,
     buf: Vec<u8>,
+    /// The Merkle leaves of the batch being written (kept to reuse its allocation).
+    leaves: Vec<Hash>,
+    encoder: record::Encoder,
     ts: String,
     pg: Option<crate::pg::PgSink>,
     acker: Acker,
@@ -655,6 +697,8 @@ impl State {
                 durable: 0,
                 error: None,
                 stop: false,
+                sync_idle: false,
+                progress_waiters: 0,
             }),
             wake: Condvar::new(),
             progress: Condvar::new(),
@@ -679,6 +723,8 @@ impl State {
                 last_cp_ts,
                 fault_bytes: 0,
                 buf: Vec::with_capacity(1 << 20),
+                leaves: Vec::new(),
+                encoder: record::Encoder::default(),
                 ts: String::with_capacity(32),
                 pg,
                 acker: Acker { tx: None },
@@ -853,12 +899,16 @@ impl State {
             if let Some(e) = &s.error {
                 return Err(std::io::Error::other(e.clone()));
             }
+            s.progress_waiters += 1;
+            // The sync thread may be waiting out `sync_interval`: no longer.
+            self.durable.wake.notify_one();
             s = self
                 .durable
                 .progress
                 .wait_timeout(s, Duration::from_millis(100))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+            s.progress_waiters = s.progress_waiters.saturating_sub(1);
         }
         Ok(())
     }
@@ -952,8 +1002,14 @@ impl State {
                 self.acker.deliver(acks);
                 self.metrics.audit.written.fetch_add(n, Ordering::Relaxed);
                 // Durable against power loss by the sync thread's next fdatasync.
-                self.durable.lock().written = self.next_seq;
-                self.durable.wake.notify_one();
+                let idle = {
+                    let mut s = self.durable.lock();
+                    s.written = self.next_seq;
+                    s.sync_idle
+                };
+                if idle {
+                    self.durable.wake.notify_one();
+                }
                 Ok(())
             }
             Err(e) => {
@@ -982,22 +1038,28 @@ impl State {
         let first = self.next_seq;
         let mut prev = self.prev;
         let mut seq = first;
-        let mut leaves = Vec::with_capacity(batch.len());
+        let mut leaves = std::mem::take(&mut self.leaves);
+        leaves.clear();
         let mut rows = Vec::with_capacity(if self.pg.is_some() { batch.len() } else { 0 });
+        // One `ts` for the batch: its records go to the file in one write, at this time.
+        self.ts.clear();
+        rampart_http::push_rfc3339(&mut self.ts, SystemTime::now());
         for (e, _) in batch {
-            self.ts.clear();
-            rampart_http::push_rfc3339(&mut self.ts, SystemTime::now());
-            let start = self.buf.len();
             let before = prev;
-            prev = record::encode(&mut self.buf, seq, &self.ts, e, &prev);
-            let end = self.buf.len().saturating_sub(1);
-            let line = self.buf.get(start..end).unwrap_or(&[]);
-            leaves.push(leaf_hash(line));
+            let start = self.buf.len();
+            let leaf;
+            (prev, leaf) = self.encoder.encode(&mut self.buf, seq, &self.ts, e, &prev);
+            leaves.push(leaf);
             if self.pg.is_some() {
                 rows.push(crate::pg::Row {
                     seq,
                     ts: self.ts.clone(),
-                    line: String::from_utf8_lossy(line).into_owned(),
+                    line: String::from_utf8_lossy(
+                        self.buf
+                            .get(start..self.buf.len().saturating_sub(1))
+                            .unwrap_or(&[]),
+                    )
+                    .into_owned(),
                     prev: record::hex(&before),
                     hash: record::hex(&prev),
                 });
@@ -1023,9 +1085,10 @@ impl State {
         self.seg_len += self.buf.len() as u64;
         self.prev = prev;
         self.next_seq = seq;
-        for l in leaves {
-            self.tree.push(l);
+        for l in &leaves {
+            self.tree.push(*l);
         }
+        self.leaves = leaves;
         Ok(first)
     }
 

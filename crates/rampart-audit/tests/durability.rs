@@ -111,3 +111,41 @@ fn records_not_yet_synced_stay_bounded() {
     h.shutdown().unwrap();
     assert_eq!(l.verify().unwrap().records, 100);
 }
+
+/// With a long `sync_interval`, syncs wait for more records, but records become durable
+/// without waiting out the interval once `max_unsynced` is reached (the writer waiting
+/// for room cuts it short), and a checkpoint still covers only synced records.
+#[test]
+fn sync_interval_coalesces_but_never_past_max_unsynced() {
+    let l = Log::new();
+    let mut cfg = l.config();
+    cfg.checkpoint_every_records = 1_000_000;
+    cfg.checkpoint_every = Duration::from_secs(3600);
+    cfg.sync_interval = Duration::from_secs(30);
+    cfg.max_unsynced = 20;
+    cfg.max_batch = 10;
+    let h = l.start(cfg);
+    let start = Instant::now();
+    let rxs: Vec<_> = (0..200)
+        .map(|i| h.submit(entry(i)).map_err(|e| e.1).unwrap())
+        .collect();
+    for (i, rx) in rxs.into_iter().enumerate() {
+        let seq = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(seq, i as u64);
+        let durable = h.status().durable;
+        assert!(
+            seq < durable + 20,
+            "record {seq} acknowledged while only {durable} are durable"
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "the writer waited out the interval: {:?}",
+        start.elapsed()
+    );
+    let cp = h.checkpoint().unwrap().unwrap();
+    assert_eq!(cp.size, 200);
+    assert_eq!(h.status().durable, 200);
+    h.shutdown().unwrap();
+    assert_eq!(l.verify().unwrap().records, 200);
+}

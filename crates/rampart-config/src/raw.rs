@@ -202,6 +202,8 @@ pub struct AuditSection {
     pub segment_max_age_s: Option<u64>,
     /// How long a request waits for its record to be written.
     pub write_timeout_ms: Option<u64>,
+    /// Least time between two fdatasyncs of the audit log (default 0).
+    pub sync_interval_ms: Option<u64>,
     /// HMAC key for keyed pseudonymization of `subject` and `client_ip`.
     pub pseudonymize_key: Option<Secret>,
     /// The PostgreSQL sink (`postgres://…`, `env:NAME` or `file:PATH`), resolved; the URL
@@ -719,6 +721,7 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
             "segment_max_bytes",
             "segment_max_age_s",
             "write_timeout_ms",
+            "sync_interval_ms",
             "pseudonymize_key",
             "postgres_url",
             "node_id",
@@ -731,6 +734,7 @@ fn audit(cx: &mut Cx<'_>, item: &Item) -> Option<AuditSection> {
         segment_max_bytes: cx.opt_u64(&t, "segment_max_bytes", 4096, 1 << 40),
         segment_max_age_s: cx.opt_u64(&t, "segment_max_age_s", 1, 36_500 * 86_400),
         write_timeout_ms: cx.opt_u64(&t, "write_timeout_ms", 1, 600_000),
+        sync_interval_ms: cx.opt_u64(&t, "sync_interval_ms", 0, 1000),
         pseudonymize_key: cx.opt_secret(&t, "pseudonymize_key", false),
         ..AuditSection::default()
     };

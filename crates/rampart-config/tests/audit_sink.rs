@@ -64,3 +64,17 @@ fn postgres_url_is_a_reference_or_url_and_needs_a_node_id() {
         );
     }
 }
+
+#[test]
+fn sync_interval_ms_is_optional_and_bounded() {
+    let a = load(&dev("[audit]\n")).unwrap().later.audit.unwrap();
+    assert_eq!(a.sync_interval_ms, None);
+    let a = load(&dev("[audit]\nsync_interval_ms = 5\n"))
+        .unwrap()
+        .later
+        .audit
+        .unwrap();
+    assert_eq!(a.sync_interval_ms, Some(5));
+    let e = load(&dev("[audit]\nsync_interval_ms = 1001\n")).unwrap_err();
+    assert!(format!("{e}").contains("audit.sync_interval_ms"), "{e}");
+}

@@ -820,4 +820,22 @@ mod tests {
         );
         assert_eq!(micros(&Limit::new(u64::MAX, 3).unwrap()), (1, 3));
     }
+
+    proptest::proptest! {
+        /// The reply reader never panics on any bytes, and reads back exactly the
+        /// numbers the script writes (space-separated integers; a negative one as 0).
+        #[test]
+        fn reply_numbers_round_trip_and_never_panic(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            v in proptest::array::uniform8(proptest::prelude::any::<i64>()),
+        ) {
+            let _ = numbers::<4>(&junk);
+            let _ = numbers::<8>(&junk);
+            let text = v.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+            let want = v.map(|x| u64::try_from(x).unwrap_or(0));
+            proptest::prop_assert_eq!(numbers::<8>(text.as_bytes()), Some(want));
+            // A count other than the one expected is refused.
+            proptest::prop_assert_eq!(numbers::<4>(text.as_bytes()), None);
+        }
+    }
 }

@@ -124,6 +124,30 @@ impl Store {
         Ok(store)
     }
 
+    /// [`Store::open`] for a reader that must not create a store: `None` when the
+    /// configured SQLite file does not exist yet, or when the store is PostgreSQL and
+    /// `network` is false (`rampart check` without `--online`).
+    pub async fn open_existing(
+        cfg: &rampart_config::Config,
+        network: bool,
+    ) -> Result<Option<Store>, StoreError> {
+        let url = cfg
+            .later
+            .store
+            .as_ref()
+            .and_then(|s| s.resolved_url())
+            .unwrap_or(DEFAULT_URL);
+        if url.starts_with("sqlite:") {
+            let path = sqlite_path(url, cfg.server.data_dir.as_deref())?;
+            if std::fs::symlink_metadata(&path).is_err() {
+                return Ok(None);
+            }
+        } else if !network {
+            return Ok(None);
+        }
+        Store::open(cfg).await.map(Some)
+    }
+
     /// Opens a store by URL. `sqlite://NAME` is a file under `data_dir` (created mode 0600,
     /// WAL journal); an absolute `sqlite:///PATH` must lie inside `data_dir`.
     /// `postgres://…` connects to PostgreSQL (its URL options, `sslmode` and `options`

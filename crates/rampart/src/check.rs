@@ -292,6 +292,56 @@ pub fn probe_postgres(url: &str) -> Result<String, String> {
     }
 }
 
+/// Whether `crypto.kek` unwraps the data keys already in the credential store, as
+/// `serve` requires (a wrong KEK makes it refuse to start): checked when the SQLite
+/// store exists (a PostgreSQL store only with `--online`); nothing to check without a
+/// KEK or a store.
+fn kek_findings(cfg: &Config, online: bool) -> Vec<Finding> {
+    use rampart_crypto::envelope::EnvelopeError;
+    use rampart_store::{Store, StoreError, Vault};
+    let Ok(Some(kms)) = crate::crypto::kms_from_config(cfg) else {
+        // No KEK, or one that does not parse (reported by the secret checks).
+        return Vec::new();
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    rt.block_on(async {
+        let store = match Store::open_existing(cfg, online).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                return vec![finding(
+                    Severity::Warn,
+                    "crypto-kek",
+                    "crypto.kek",
+                    format!("the data keys could not be checked: the credential store: {e}"),
+                )];
+            }
+        };
+        match Vault::open(store, kms, false).await {
+            Ok(_) => Vec::new(),
+            Err(StoreError::Crypto(EnvelopeError::Unwrap { .. } | EnvelopeError::Kek(_))) => {
+                vec![finding(
+                    Severity::Error,
+                    "crypto-kek",
+                    "crypto.kek",
+                    "crypto.kek cannot unwrap the data keys in the credential store (wrong key-encryption key?): serve would refuse to start".into(),
+                )]
+            }
+            Err(e) => vec![finding(
+                Severity::Warn,
+                "crypto-kek",
+                "crypto.kek",
+                format!("the data keys could not be checked: {e}"),
+            )],
+        }
+    })
+}
+
 /// JWKS: `GET` with a deadline; 200 and a JSON object with a non-empty `keys` array.
 pub fn probe_jwks(url: &http::Uri) -> Result<String, String> {
     use http_body_util::{BodyExt as _, Empty, Limited};
@@ -420,6 +470,7 @@ pub fn run(paths: &[PathBuf], format: Format, online: bool) -> u8 {
             std::env::var(k).ok().filter(|v| !v.is_empty())
         }));
         extra.extend(assertion_key_findings(cfg, rampart_crypto::ProcessEnv));
+        extra.extend(kek_findings(cfg, online));
         if online {
             extra.extend(online_findings(cfg));
         }

@@ -415,6 +415,16 @@ fn serve_refuses_a_wrong_kek_and_reports_crypto() {
     assert!(stderr.contains("crypto.kek"), "{stderr}");
     assert!(!stderr.contains(&kek_b64(7)) && !stderr.contains(&kek_b64(1)));
     assert!(!stderr.contains("listening"));
+    // `rampart check` says so beforehand (exit 1, the finding names crypto.kek, no key),
+    // and passes with the KEK the store is wrapped under.
+    let o = env.run("wrong.toml", &["check"], b"");
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("[crypto-kek] crypto.kek"), "{e}");
+    assert!(!e.contains(&kek_b64(7)) && !e.contains(&kek_b64(9)), "{e}");
+    let o = env.run("with-kek.toml", &["check"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(!err(&o).contains("crypto-kek"), "{}", err(&o));
 
     // A malformed KEK (not 32 bytes) is refused as configuration.
     write_private(&env.dir.join("kek-short"), "c2hvcnQ=\n", 0o600);

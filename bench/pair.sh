@@ -26,8 +26,9 @@ out=$(mktemp -d -p "$here/results" pair.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$out"' EXIT
 
 taskset -c "$PROXY_CPU" "$bin" echo --fixed --listen "127.0.0.1:$base" >/dev/null 2>&1 &
-# prepare NAME CONFIG PUBLIC_PORT ADMIN_PORT
-prepare() {
+# start NAME CONFIG PUBLIC_PORT ADMIN_PORT: sets pid_NAME (started from this shell, not a
+# command substitution, so the exit trap stops it).
+start() {
   mkdir -m 0700 "$out/data.$1"
   sed -e "s|127.0.0.1:18081|127.0.0.1:$3|" -e "s|127.0.0.1:18082|127.0.0.1:$4|" \
     -e "s|http://127.0.0.1:18080|http://127.0.0.1:$base|" -e "s|@DATA@|$out/data.$1|g" "$2" >"$out/$1.toml"
@@ -35,10 +36,12 @@ prepare() {
     "$bin" keys generate --config "$out/$1.toml" >/dev/null 2>&1
   fi
   taskset -c "$PROXY_CPU" "$bin" serve --config "$out/$1.toml" >"$out/$1.log" 2>&1 &
-  echo $!
+  printf -v "pid_$1" '%s' "$!"
 }
-pa=$(prepare a "$A" $((base + 1)) $((base + 2)))
-pb=$(prepare b "$B" $((base + 11)) $((base + 12)))
+start a "$A" $((base + 1)) $((base + 2))
+start b "$B" $((base + 11)) $((base + 12))
+pa=$pid_a
+pb=$pid_b
 for _ in $(seq 1 100); do
   curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$((base + 2))/live" \
     && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$((base + 12))/live" && break

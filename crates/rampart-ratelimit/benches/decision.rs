@@ -8,9 +8,9 @@
     clippy::panic
 )]
 
-use std::process::{Child, Command, Stdio};
+use rampart_test_support::OwnRedis;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rampart_config::secret::Secret;
@@ -50,41 +50,8 @@ fn memory(c: &mut Criterion) {
     });
 }
 
-struct OwnRedis(Child);
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Option<(OwnRedis, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let r = OwnRedis(child);
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((r, port))
-}
-
 fn redis(c: &mut Criterion) {
-    let Some((_server, port)) = start_redis() else {
+    let Some(server) = OwnRedis::try_start() else {
         eprintln!("redis-server not available: Redis benchmarks skipped");
         return;
     };
@@ -93,7 +60,7 @@ fn redis(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let url = Secret::new(format!("redis://127.0.0.1:{port}"));
+    let url = Secret::new(server.url());
     let settings = Settings {
         timeout: Duration::from_secs(2),
         ..Settings::default()

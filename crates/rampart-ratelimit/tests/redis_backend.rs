@@ -8,68 +8,13 @@
     clippy::panic
 )]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_config::secret::Secret;
 use rampart_ratelimit::redis::{Keys, Settings};
 use rampart_ratelimit::{Backend, Decision, Limit, Query, RateLimitMetrics, RedisBackend, Verdict};
-
-struct OwnRedis {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        // A stopped server must be continued to die.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_redis() -> OwnRedis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
-    let r = OwnRedis { child, port };
-    let end = Instant::now() + Duration::from_secs(10);
-    while !redis_cmd(port, "PING").starts_with("+PONG") {
-        assert!(Instant::now() < end, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    r
-}
-
-/// Sends one inline command, returns the raw reply ("" when Redis cannot be reached).
-fn redis_cmd(port: u16, cmd: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    if s.write_all(format!("{cmd}\r\n").as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut b = vec![0u8; 4096];
-    let n = s.read(&mut b).unwrap_or(0);
-    String::from_utf8_lossy(&b[..n]).into_owned()
-}
+use rampart_test_support::OwnRedis;
 
 fn backend(port: u16, timeout: Duration) -> RedisBackend {
     let url = Secret::new(format!("redis://127.0.0.1:{port}"));
@@ -91,8 +36,8 @@ async fn decide(b: &RedisBackend, q: &Query<'_>) -> Option<Verdict> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_tenant_budget_and_key_names() {
-    let redis = start_redis();
-    let b = backend(redis.port, Duration::from_secs(2));
+    let redis = OwnRedis::start();
+    let b = backend(redis.port(), Duration::from_secs(2));
     // 60 a minute, burst 3.
     let l = Limit::new(60, 3).unwrap();
     let q = Query {
@@ -115,7 +60,7 @@ async fn decisions_tenant_budget_and_key_names() {
     // The key has the pinned name and expires once the budget is whole again (≤ 3 s).
     let key = String::from_utf8(Keys::of(&q).identity().to_vec()).unwrap();
     assert!(key.starts_with("rampart:rl:{i:"), "{key}");
-    let pttl = redis_cmd(redis.port, &format!("PTTL {key}"));
+    let pttl = redis.cmd(&format!("PTTL {key}"));
     let pttl: i64 = pttl.trim().trim_start_matches(':').parse().unwrap();
     assert!(pttl > 0 && pttl <= 3_001, "{pttl}");
 
@@ -139,13 +84,13 @@ async fn decisions_tenant_budget_and_key_names() {
     let tk = Keys::of(&alice);
     let alice_key = std::str::from_utf8(tk.identity()).unwrap();
     let tenant_key = std::str::from_utf8(tk.tenant().unwrap()).unwrap();
-    let before = redis_cmd(redis.port, &format!("GET {alice_key}"));
+    let before = redis.cmd(&format!("GET {alice_key}"));
     assert!(before.starts_with('$'), "{before}");
     let third = decide(&b, &alice).await.unwrap();
     assert!(!third.allowed, "{third:?}");
     // The refusal charged neither budget.
-    assert_eq!(redis_cmd(redis.port, &format!("GET {alice_key}")), before);
-    let keys = redis_cmd(redis.port, "KEYS rampart:rl:*");
+    assert_eq!(redis.cmd(&format!("GET {alice_key}")), before);
+    let keys = redis.cmd("KEYS rampart:rl:*");
     assert!(
         keys.contains(tenant_key) && keys.contains(alice_key),
         "{keys}"
@@ -155,8 +100,8 @@ async fn decisions_tenant_budget_and_key_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noscript_falls_back_to_the_whole_script() {
-    let redis = start_redis();
-    let b = backend(redis.port, Duration::from_secs(2));
+    let redis = OwnRedis::start();
+    let b = backend(redis.port(), Duration::from_secs(2));
     let q = Query {
         identity: b"default\0id\0jwt\0carol",
         limit: Limit::new(60, 10).unwrap(),
@@ -164,7 +109,7 @@ async fn noscript_falls_back_to_the_whole_script() {
     };
     assert_eq!(decide(&b, &q).await.unwrap().remaining, 9);
     // Redis forgets its scripts (as after a restart): EVALSHA answers NOSCRIPT once.
-    assert!(redis_cmd(redis.port, "SCRIPT FLUSH").starts_with("+OK"));
+    assert!(redis.cmd("SCRIPT FLUSH").starts_with("+OK"));
     assert_eq!(decide(&b, &q).await.unwrap().remaining, 8);
     assert_eq!(decide(&b, &q).await.unwrap().remaining, 7);
     assert!(b.is_up());
@@ -172,23 +117,16 @@ async fn noscript_falls_back_to_the_whole_script() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_stops_answering_times_out_and_recovery_follows() {
-    let redis = start_redis();
+    let redis = OwnRedis::start();
     let timeout = Duration::from_millis(200);
-    let b = backend(redis.port, timeout);
+    let b = backend(redis.port(), timeout);
     let q = Query {
         identity: b"default\0id\0jwt\0dave",
         limit: Limit::new(60, 10).unwrap(),
         tenant: None,
     };
     assert!(decide(&b, &q).await.unwrap().allowed);
-    let pid = redis.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    redis.pause();
     for _ in 0..6 {
         let start = Instant::now();
         assert!(decide(&b, &q).await.is_none());
@@ -203,17 +141,11 @@ async fn a_redis_that_stops_answering_times_out_and_recovery_follows() {
     let text = format!("{reasons:?}");
     assert!(text.contains("cannot decide"), "{text}");
     assert!(
-        !text.contains(&redis.port.to_string()),
+        !text.contains(&redis.port().to_string()),
         "no URL in the reason: {text}"
     );
 
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    redis.resume();
     // The probe notices by itself (no decision needed), then decisions resume.
     let end = Instant::now() + Duration::from_secs(15);
     while !b.is_up() {

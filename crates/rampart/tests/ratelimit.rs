@@ -12,13 +12,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use rampart_test_support::OwnRedis;
 
 const SECRET: &str = "rate-limit-test-secret-0123456789abcdef";
 
@@ -361,77 +362,6 @@ fn behind_a_trusted_proxy_the_right_most_untrusted_hop_is_the_key() {
 
 // ---- Redis --------------------------------------------------------------------------
 
-/// A `redis-server` of this test alone, on a free loopback port.
-struct OwnRedis {
-    child: Option<Child>,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn pong(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
-    let mut b = [0u8; 7];
-    s.read(&mut b).is_ok_and(|n| b[..n].starts_with(b"+PONG"))
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let mut r = Self {
-            child: None,
-            port: free_port(),
-        };
-        r.restart();
-        r
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while !pong(self.port) {
-            assert!(Instant::now() < end, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end {
@@ -507,22 +437,12 @@ fn two_gateways_sharing_one_redis_enforce_one_budget() {
     assert!(per_gw[0] > 10 && per_gw[1] > 10, "{per_gw:?}");
     assert!(limited > 0);
     // Keys carry hash tags and expire once idle; no raw subject is stored.
-    let keys = redis_cmd(redis.port, "KEYS *");
+    let keys = redis.cmd("KEYS *");
     assert!(keys.contains("rampart:rl:{t:"), "{keys}");
     assert!(!keys.contains("alice") && !keys.contains("acme"), "{keys}");
 }
 
 /// Sends one inline command, returns the raw reply.
-fn redis_cmd(port: u16, cmd: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-    let mut b = vec![0u8; 4096];
-    let n = s.read(&mut b).unwrap();
-    String::from_utf8_lossy(&b[..n]).into_owned()
-}
-
 fn redis_outage(on_error: &str) {
     let mut redis = OwnRedis::start();
     // The URL comes from [redis] url here (rate_limit.redis_url absent).

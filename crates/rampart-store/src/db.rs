@@ -96,17 +96,21 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// `store.url`, or the default SQLite file.
+fn configured_url(cfg: &rampart_config::Config) -> &str {
+    cfg.later
+        .store
+        .as_ref()
+        .and_then(|s| s.resolved_url())
+        .unwrap_or(DEFAULT_URL)
+}
+
 impl Store {
     /// Opens `store.url` (default `sqlite://rampart.db` under `server.data_dir`) after the
     /// data-root checks, applies pending migrations, and attaches `[redis] url` for
     /// revocation fan-out when it is configured.
     pub async fn open(cfg: &rampart_config::Config) -> Result<Store, StoreError> {
-        let url = cfg
-            .later
-            .store
-            .as_ref()
-            .and_then(|s| s.resolved_url())
-            .unwrap_or(DEFAULT_URL);
+        let url = configured_url(cfg);
         if url.starts_with("sqlite:") {
             let refused: Vec<String> = rampart_config::check_data_roots(cfg)
                 .into_iter()
@@ -131,12 +135,7 @@ impl Store {
         cfg: &rampart_config::Config,
         network: bool,
     ) -> Result<Option<Store>, StoreError> {
-        let url = cfg
-            .later
-            .store
-            .as_ref()
-            .and_then(|s| s.resolved_url())
-            .unwrap_or(DEFAULT_URL);
+        let url = configured_url(cfg);
         if url.starts_with("sqlite:") {
             let path = sqlite_path(url, cfg.server.data_dir.as_deref())?;
             if std::fs::symlink_metadata(&path).is_err() {

@@ -194,14 +194,31 @@ pub fn handle_from<B>(
     handle(state, req)
 }
 
-/// Whether a request goes through the admin API's caller check (so its body is read
-/// first): `/admin/*` and the status page, when there is an admin API.
-fn needs_api(state: &AdminState, req: &Request<Incoming>) -> bool {
+/// Where an admin request goes when there is an admin API.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `GET`/`HEAD` of `/` or `/admin/status.json`: the API's caller check, then the page.
+    StatusPage,
+    /// The rest of `/admin/*`: the API itself.
+    Api,
+    /// Everything else ([`handle`]).
+    Plain,
+}
+
+fn route<B>(req: &Request<B>) -> Route {
     let p = req.uri().path();
-    state.api.is_some()
-        && (p.starts_with("/admin/")
-            || (status::needs_access(p)
-                && (req.method() == Method::GET || req.method() == Method::HEAD)))
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if status::needs_access(p) {
+        if read {
+            Route::StatusPage
+        } else {
+            Route::Plain
+        }
+    } else if p.starts_with("/admin/") {
+        Route::Api
+    } else {
+        Route::Plain
+    }
 }
 
 /// Answers one admin request whose body was read: the status page after the admin API's
@@ -215,21 +232,16 @@ pub async fn answer(
     let Some(api) = &state.api else {
         return handle_from(state, &req, peer);
     };
-    let status_page = (req.method() == Method::GET || req.method() == Method::HEAD)
-        && status::needs_access(req.uri().path());
-    if status_page {
-        if let Err(r) = api.authorize(&mut req, peer).await {
-            return *r;
+    match route(&req) {
+        Route::StatusPage => {
+            if let Err(r) = api.authorize(&mut req, peer).await {
+                return *r;
+            }
+            status::status_response(state, req.uri().path()).unwrap_or_else(|| handle(state, &req))
         }
-        return match status::status_response(state, req.uri().path()) {
-            Some(r) => r,
-            None => handle(state, &req),
-        };
+        Route::Api => api.call(req, peer).await,
+        Route::Plain => handle(state, &req),
     }
-    if req.uri().path().starts_with("/admin/") && !status::needs_access(req.uri().path()) {
-        return api.call(req, peer).await;
-    }
-    handle(state, &req)
 }
 
 /// Largest request body the admin API reads.
@@ -439,7 +451,7 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = Arc::clone(&state);
                 async move {
-                    if !needs_api(&state, &req) {
+                    if state.api.is_none() || route(&req) == Route::Plain {
                         return Ok::<_, Infallible>(handle_from(&state, &req, peer));
                     }
                     let (parts, body) = req.into_parts();
